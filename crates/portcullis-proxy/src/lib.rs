@@ -1,1 +1,24 @@
+//! Portcullis' request path: listeners, TLS, the HTTP stack, routing,
+//! upstreams and logs. The binary crate drives it; nothing here reads the
+//! command line or installs signal handlers.
 #![forbid(unsafe_code)]
+
+pub mod accesslog;
+mod accesslog_glue;
+pub mod body;
+pub mod config;
+pub mod echo;
+pub mod forward;
+pub mod observe;
+pub mod redirect;
+pub mod rescue;
+pub mod route;
+pub mod runtime;
+pub mod server;
+pub mod stack;
+pub mod tls;
+pub mod tunnel;
+pub mod upstream;
+
+pub use config::{load as load_config, Config, Diagnostics};
+pub use server::{BoundAddrs, Gateway, StartError};

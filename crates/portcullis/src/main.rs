@@ -1,2 +1,59 @@
+//! `portcullis`: the command line. Parses arguments, sets up logging,
+//! installs signal handlers and hands over to the library crates. The only
+//! place that uses `anyhow` and decides exit codes (0 ok, 1 failure, 2 bad
+//! config or usage).
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod quickstart;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "An API security gateway in one binary: TLS, mutual TLS, its own PKI, authentication, rate limits."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// First run: make a development CA, certificates and config in ./portcullis-data, then serve.
+    Quickstart {
+        /// Where to keep the generated files.
+        #[arg(long, default_value = "portcullis-data")]
+        dir: PathBuf,
+    },
+    /// Serve with a config file.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and everything it names; exit 2 on errors.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run only the built-in echo upstream (answers with the request it saw, as JSON).
+    Echo {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Quickstart { dir } => quickstart::run(&dir),
+        Command::Serve { config } => serve::serve(&config),
+        Command::Check { config } => serve::check(&config),
+        Command::Echo { listen } => serve::echo_only(listen),
+    }
+}

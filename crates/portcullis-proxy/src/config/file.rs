@@ -1,0 +1,232 @@
+//! Stage 1 of the config: the TOML file as serde structs.
+//!
+//! Owns the shape of `portcullis.toml` and nothing else: every table denies
+//! unknown fields, and the values that later checks refer to keep their byte
+//! span so an error can name the line. No file I/O and no validation here;
+//! `validate.rs` turns these structs into a typed [`super::Config`].
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub security_headers: SecurityHeadersSection,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<Spanned<ListenerSection>>,
+    #[serde(default, rename = "redirect")]
+    pub redirects: Vec<Spanned<RedirectSection>>,
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<Spanned<UpstreamSection>>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Spanned<RouteSection>>,
+    #[serde(default, rename = "echo")]
+    pub echo: Vec<Spanned<EchoSection>>,
+}
+
+/// `[server]`: process-wide settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Runtime worker threads; default: the number of cores.
+    pub worker_threads: Option<Spanned<usize>>,
+    /// How long graceful shutdown waits for in-flight requests ("30s").
+    pub shutdown_timeout: Option<Spanned<String>>,
+    /// CIDRs whose X-Forwarded-For / X-Real-IP are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+}
+
+/// `[log]`: access log and event log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// "stdout", "off", or a file path.
+    pub access_log: Option<Spanned<String>>,
+    /// "combined", "api_log", "json", or an nginx log_format string.
+    pub access_format: Option<Spanned<String>>,
+    /// Event log level: "error", "warn", "info", "debug", "trace".
+    pub level: Option<Spanned<String>>,
+    /// Event log as JSON lines instead of text.
+    pub json: Option<bool>,
+}
+
+/// `[limits]` (global) and `[listener.limits]` (override).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub max_body_size: Option<Spanned<String>>,
+    pub max_header_size: Option<Spanned<String>>,
+    pub max_headers: Option<Spanned<usize>>,
+    pub header_timeout: Option<Spanned<String>>,
+    pub keepalive_timeout: Option<Spanned<String>>,
+    pub handshake_timeout: Option<Spanned<String>>,
+    pub h2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub max_connections: Option<Spanned<usize>>,
+}
+
+/// `[security_headers]` (global) and `[route.security_headers]` (override).
+/// An empty string removes a header.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityHeadersSection {
+    pub hsts_max_age: Option<Spanned<u64>>,
+    pub hsts_include_subdomains: Option<bool>,
+    pub hsts_preload: Option<bool>,
+    /// A whole Strict-Transport-Security value; "" removes the header.
+    pub strict_transport_security: Option<Spanned<String>>,
+    pub x_content_type_options: Option<Spanned<String>>,
+    pub x_frame_options: Option<Spanned<String>>,
+    pub content_security_policy: Option<Spanned<String>>,
+    pub referrer_policy: Option<Spanned<String>>,
+}
+
+/// `[[listener]]`: an HTTPS listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSection {
+    pub name: Option<Spanned<String>>,
+    pub address: Spanned<String>,
+    /// "intermediate" (TLS 1.2 + 1.3, Mozilla intermediate) or "modern" (TLS 1.3 only).
+    pub tls_profile: Option<Spanned<String>>,
+    /// Key exchange groups in preference order ("X25519MLKEM768", "X25519", "P-256", "P-384").
+    pub key_exchange: Option<Vec<Spanned<String>>>,
+    /// TLS session tickets and session cache (default on).
+    pub session_resumption: Option<bool>,
+    /// Offer HTTP/2 in ALPN (default on).
+    pub http2: Option<bool>,
+    #[serde(default, rename = "certificate")]
+    pub certificates: Vec<Spanned<CertificateSection>>,
+    /// "off" (default), "optional" or "required".
+    pub client_auth: Option<Spanned<String>>,
+    /// PEM bundles of CAs trusted for client certificates.
+    #[serde(default)]
+    pub client_ca: Vec<Spanned<String>>,
+    pub limits: Option<LimitsSection>,
+}
+
+/// `[[listener.certificate]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSection {
+    /// PEM file: leaf first, then intermediates.
+    pub cert: Spanned<String>,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: Spanned<String>,
+    /// SNI names served with it; default: the certificate's DNS SANs.
+    pub names: Option<Vec<Spanned<String>>>,
+    /// Served when SNI is absent or matches nothing (default: the first one).
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// `[[redirect]]`: a plain-HTTP listener that only redirects to HTTPS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectSection {
+    pub address: Spanned<String>,
+    /// 301 (default) or 308.
+    pub status: Option<Spanned<u16>>,
+    /// Port of the HTTPS URL; default: the first listener's port.
+    pub https_port: Option<Spanned<u16>>,
+}
+
+/// `[[upstream]]`: a group of servers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub name: Spanned<String>,
+    /// "host:port", "http://host:port" or "https://host:port".
+    pub servers: Spanned<Vec<Spanned<String>>>,
+    /// "round_robin" (default) or "least_conn".
+    pub balance: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub response_timeout: Option<Spanned<String>>,
+    /// Idle pooled connections kept per server (default 64).
+    pub keepalive: Option<Spanned<usize>>,
+    pub keepalive_timeout: Option<Spanned<String>>,
+    /// Passive ejection: failures within `fail_timeout` that eject a server for `fail_timeout`.
+    pub max_fails: Option<Spanned<u32>>,
+    pub fail_timeout: Option<Spanned<String>>,
+    /// Extra attempts on another server after a connect failure (idempotent requests only).
+    pub retries: Option<Spanned<u32>>,
+    pub tls: Option<Spanned<UpstreamTlsSection>>,
+    pub health_check: Option<Spanned<HealthCheckSection>>,
+}
+
+/// `[upstream.tls]`: HTTPS to the upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSection {
+    /// PEM bundle of CAs that sign the upstream's certificate.
+    pub ca: Spanned<String>,
+    /// Client certificate and key for upstream mTLS.
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    /// Name verified in the upstream's certificate (default: the server's host).
+    pub server_name: Option<Spanned<String>>,
+}
+
+/// `[upstream.health_check]`: active health checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    pub path: Spanned<String>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    /// Consecutive failures that mark a server down (default 2).
+    pub fails: Option<Spanned<u32>>,
+    /// Consecutive successes that mark it up again (default 1).
+    pub passes: Option<Spanned<u32>>,
+}
+
+/// `[[route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub name: Option<Spanned<String>>,
+    /// Exact ("api.example.com") or wildcard ("*.example.com") hosts; default any.
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
+    /// Path prefix, "/" by default.
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Allowed methods; default all.
+    pub methods: Option<Vec<Spanned<String>>>,
+    pub upstream: Spanned<String>,
+    /// Keep the client's Host (default) or send the upstream's.
+    pub preserve_host: Option<bool>,
+    /// A fixed Host header for the upstream.
+    pub host_header: Option<Spanned<String>>,
+    /// Marks a retired API version: RFC 3339 date or `true` (sends `Deprecation`).
+    pub deprecated: Option<Spanned<toml::Value>>,
+    /// RFC 3339 date sent as `Sunset` (RFC 8594).
+    pub sunset: Option<Spanned<String>>,
+    /// Link to migration docs, sent as `Link: <…>; rel="deprecation"`.
+    pub deprecation_link: Option<Spanned<String>>,
+    /// Overrides the upstream's response timeout.
+    pub response_timeout: Option<Spanned<String>>,
+    /// Idle timeout of upgraded (WebSocket) tunnels (default 1h).
+    pub upgrade_idle_timeout: Option<Spanned<String>>,
+    /// Allow Upgrade (WebSocket) requests (default true).
+    pub websocket: Option<bool>,
+    /// Listener names this route is served on; default all.
+    pub listeners: Option<Vec<Spanned<String>>>,
+    pub security_headers: Option<SecurityHeadersSection>,
+}
+
+/// `[[echo]]`: a built-in echo upstream (answers with the request it saw, as JSON).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EchoSection {
+    pub address: Spanned<String>,
+}

@@ -1,0 +1,260 @@
+//! Configuration in three stages: file → validated config → runtime.
+//!
+//! `file` holds the TOML shape, `validate` checks it and loads every file it
+//! names (certificates, keys), producing the typed [`Config`] defined here.
+//! The request path never sees this module's types directly: `runtime` turns a
+//! `Config` into the `Arc`ed snapshot the stack reads.
+
+pub mod error;
+pub mod file;
+mod units;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use http::Method;
+use ipnet::IpNet;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use error::{Diagnostic, Diagnostics, Severity};
+pub use units::{parse_duration, parse_size};
+
+use crate::accesslog::{LogFormat, LogTarget};
+
+/// Loads, parses and validates a config file. Warnings are in the returned
+/// diagnostics; on any error the `Err` holds every problem found.
+pub fn load(path: &Path) -> Result<(Config, Diagnostics), Diagnostics> {
+    let src = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(Diagnostics {
+                items: vec![Diagnostic {
+                    severity: Severity::Error,
+                    file: path.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                    field: String::new(),
+                    message: format!("cannot read the config file: {e}"),
+                    fix: Some("check the path given to --config".into()),
+                }],
+            })
+        }
+    };
+    load_str(path, &src)
+}
+
+/// As [`load`], from text already read (`path` names it in messages and
+/// anchors relative paths).
+pub fn load_str(path: &Path, src: &str) -> Result<(Config, Diagnostics), Diagnostics> {
+    let file: file::FileConfig = match toml::from_str(src) {
+        Ok(f) => f,
+        Err(e) => {
+            return Err(Diagnostics {
+                items: vec![error::from_toml_error(path, src, &e)],
+            })
+        }
+    };
+    validate::validate(path, src, file)
+}
+
+/// The validated, typed configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub security_headers: SecurityHeaders,
+    pub listeners: Vec<ListenerConfig>,
+    pub redirects: Vec<RedirectConfig>,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub echo: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub worker_threads: Option<usize>,
+    pub shutdown_timeout: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub access_target: LogTarget,
+    pub access_format: LogFormat,
+    pub level: String,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_size: u64,
+    pub max_header_size: usize,
+    pub max_headers: usize,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub h2_max_concurrent_streams: u32,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_size: 10 * 1024 * 1024,
+            max_header_size: 32 * 1024,
+            max_headers: 100,
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(75),
+            handshake_timeout: Duration::from_secs(10),
+            h2_max_concurrent_streams: 128,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Security headers as final values; `None` = not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityHeaders {
+    pub strict_transport_security: Option<String>,
+    pub x_content_type_options: Option<String>,
+    pub x_frame_options: Option<String>,
+    pub content_security_policy: Option<String>,
+    pub referrer_policy: Option<String>,
+}
+
+impl Default for SecurityHeaders {
+    fn default() -> Self {
+        SecurityHeaders {
+            strict_transport_security: Some("max-age=31536000".into()),
+            x_content_type_options: Some("nosniff".into()),
+            x_frame_options: Some("DENY".into()),
+            content_security_policy: Some("default-src 'none'".into()),
+            referrer_policy: Some("no-referrer".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsProfile {
+    /// TLS 1.2 + 1.3, Mozilla "intermediate" suites.
+    Intermediate,
+    /// TLS 1.3 only.
+    Modern,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Debug)]
+pub struct CertifiedKeyConfig {
+    pub cert_path: PathBuf,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// Lower-cased SNI names: exact or `*.suffix`.
+    pub names: Vec<String>,
+    pub default: bool,
+    pub not_after: Option<SystemTime>,
+}
+
+#[derive(Debug)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub profile: TlsProfile,
+    pub key_exchange: Vec<String>,
+    pub session_resumption: bool,
+    pub http2: bool,
+    pub certificates: Vec<CertifiedKeyConfig>,
+    pub client_auth: ClientAuth,
+    pub client_ca: Vec<CertificateDer<'static>>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedirectConfig {
+    pub addr: SocketAddr,
+    pub status: u16,
+    pub https_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamServerConfig {
+    pub https: bool,
+    /// "host:port" as written.
+    pub authority: String,
+}
+
+#[derive(Debug)]
+pub struct UpstreamTlsConfig {
+    pub ca: Vec<CertificateDer<'static>>,
+    pub client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheckConfig {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub fails: u32,
+    pub passes: u32,
+}
+
+#[derive(Debug)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub servers: Vec<UpstreamServerConfig>,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub keepalive: usize,
+    pub keepalive_timeout: Duration,
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub retries: u32,
+    pub tls: Option<UpstreamTlsConfig>,
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Exact(String),
+    /// `*.example.com` stored as ".example.com".
+    Suffix(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub hosts: Vec<HostMatch>,
+    pub path: String,
+    pub strip_prefix: bool,
+    pub methods: Option<Vec<Method>>,
+    pub upstream: usize,
+    pub preserve_host: bool,
+    pub host_header: Option<String>,
+    /// Value of the `Deprecation` header (RFC 9745), e.g. "@1735689600" or "true".
+    pub deprecation: Option<String>,
+    /// Value of the `Sunset` header (an HTTP-date).
+    pub sunset: Option<String>,
+    pub deprecation_link: Option<String>,
+    pub response_timeout: Option<Duration>,
+    pub upgrade_idle_timeout: Duration,
+    pub websocket: bool,
+    /// Indices of the listeners serving this route; empty = all.
+    pub listeners: Vec<usize>,
+    pub security_headers: SecurityHeaders,
+}

@@ -1,0 +1,1254 @@
+//! Stage 2 of the config: checks every field and cross-reference, loads the
+//! files the config names, and produces a typed [`Config`].
+//!
+//! Owns all config errors and warnings: each one names file, line, field and
+//! the fix. It collects every problem rather than stopping at the first, and
+//! never panics on any input.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use http::Method;
+use ipnet::IpNet;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use toml::Spanned;
+
+use super::error::Reporter;
+use super::file::*;
+use super::units::{parse_duration, parse_size};
+use super::*;
+use crate::accesslog::{LogFormat, LogTarget};
+
+/// Certificates closer than this to expiry are a warning.
+const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86400);
+
+pub(super) fn validate(
+    path: &Path,
+    src: &str,
+    file: FileConfig,
+) -> Result<(Config, Diagnostics), Diagnostics> {
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut v = Validator {
+        r: Reporter::new(path, src),
+        base,
+    };
+    let config = v.config(file);
+    if v.r.diags.has_errors() {
+        Err(v.r.diags)
+    } else {
+        Ok((config, v.r.diags))
+    }
+}
+
+struct Validator<'a> {
+    r: Reporter<'a>,
+    base: PathBuf,
+}
+
+fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
+    Some(s.span())
+}
+
+impl Validator<'_> {
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn duration(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        field: &str,
+        default: Duration,
+    ) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.r.error(
+                        span(s),
+                        field,
+                        e,
+                        Some("write a duration like \"10s\"".to_string()),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    fn addr(&mut self, s: &Spanned<String>, field: &str) -> Option<SocketAddr> {
+        match s.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.r.error(
+                    span(s),
+                    field,
+                    format!("\"{}\" is not a socket address", s.get_ref()),
+                    Some(
+                        "write IP:port, like \"127.0.0.1:8443\", \"0.0.0.0:443\" or \"[::]:443\""
+                            .to_string(),
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, f: FileConfig) -> Config {
+        let server = self.server(&f.server);
+        let log = self.log(&f.log);
+        let global_limits = self.limits(&f.limits, Limits::default(), "limits");
+        let security_headers = self.security_headers(
+            &f.security_headers,
+            SecurityHeaders::default(),
+            "security_headers",
+        );
+
+        let mut listeners = Vec::new();
+        let mut seen_addrs: HashMap<SocketAddr, String> = HashMap::new();
+        for (i, l) in f.listeners.iter().enumerate() {
+            if let Some(lc) = self.listener(i, l, &global_limits) {
+                if let Some(prev) = seen_addrs.insert(lc.addr, format!("listener \"{}\"", lc.name))
+                {
+                    self.r.error(
+                        span(&l.get_ref().address),
+                        &format!("listener[{i}].address"),
+                        format!("{} is already used by {prev}", lc.addr),
+                        Some("give each listener its own address".to_string()),
+                    );
+                }
+                listeners.push(lc);
+            }
+        }
+        let mut names = HashMap::new();
+        for (i, l) in listeners.iter().enumerate() {
+            if names.insert(l.name.clone(), i).is_some() {
+                self.r.error(
+                    f.listeners.get(i).map(|s| s.span()),
+                    &format!("listener[{i}].name"),
+                    format!("listener name \"{}\" is used twice", l.name),
+                    Some("give each listener a unique `name`".to_string()),
+                );
+            }
+        }
+
+        let mut redirects = Vec::new();
+        for (i, rd) in f.redirects.iter().enumerate() {
+            let field = format!("redirect[{i}]");
+            let rs = rd.get_ref();
+            let Some(addr) = self.addr(&rs.address, &format!("{field}.address")) else {
+                continue;
+            };
+            if let Some(prev) = seen_addrs.insert(addr, field.clone()) {
+                self.r.error(
+                    span(&rs.address),
+                    &format!("{field}.address"),
+                    format!("{addr} is already used by {prev}"),
+                    None,
+                );
+            }
+            let status = match &rs.status {
+                None => 301,
+                Some(s) if matches!(*s.get_ref(), 301 | 302 | 307 | 308) => *s.get_ref(),
+                Some(s) => {
+                    self.r.error(
+                        span(s),
+                        &format!("{field}.status"),
+                        format!("{} is not a redirect status", s.get_ref()),
+                        Some("use 301 (default) or 308 (keeps the method)".to_string()),
+                    );
+                    301
+                }
+            };
+            let https_port = match &rs.https_port {
+                Some(p) => *p.get_ref(),
+                None => listeners.first().map(|l| l.addr.port()).unwrap_or(443),
+            };
+            redirects.push(RedirectConfig {
+                addr,
+                status,
+                https_port,
+            });
+        }
+
+        let mut echo = Vec::new();
+        for (i, e) in f.echo.iter().enumerate() {
+            let field = format!("echo[{i}].address");
+            if let Some(a) = self.addr(&e.get_ref().address, &field) {
+                if let Some(prev) = seen_addrs.insert(a, format!("echo[{i}]")) {
+                    if prev != format!("echo[{i}]") {
+                        self.r.error(
+                            span(&e.get_ref().address),
+                            &field,
+                            format!("{a} is already used by {prev}"),
+                            None,
+                        );
+                    }
+                }
+                echo.push(a);
+            }
+        }
+
+        let mut upstreams = Vec::new();
+        let mut upstream_index: HashMap<String, usize> = HashMap::new();
+        for (i, u) in f.upstreams.iter().enumerate() {
+            if let Some(uc) = self.upstream(i, u) {
+                if upstream_index.contains_key(&uc.name) {
+                    self.r.error(
+                        span(&u.get_ref().name),
+                        &format!("upstream[{i}].name"),
+                        format!("upstream \"{}\" is defined twice", uc.name),
+                        Some("rename one of them".to_string()),
+                    );
+                    continue;
+                }
+                upstream_index.insert(uc.name.clone(), upstreams.len());
+                upstreams.push(uc);
+            }
+        }
+
+        let mut routes = Vec::new();
+        let listener_names: HashMap<String, usize> = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.name.clone(), i))
+            .collect();
+        for (i, rt) in f.routes.iter().enumerate() {
+            if let Some(rc) = self.route(i, rt, &upstream_index, &listener_names, &security_headers)
+            {
+                routes.push(rc);
+            }
+        }
+        let mut route_names = HashMap::new();
+        for (i, rc) in routes.iter().enumerate() {
+            if route_names.insert(rc.name.clone(), i).is_some() {
+                self.r.error(
+                    f.routes.get(i).map(|s| s.span()),
+                    &format!("route[{i}].name"),
+                    format!("route name \"{}\" is used twice", rc.name),
+                    Some("give each route a unique `name`".to_string()),
+                );
+            }
+        }
+
+        if listeners.is_empty() && redirects.is_empty() && echo.is_empty() {
+            self.r.error(
+                None,
+                "listener",
+                "the config defines no listener",
+                Some(
+                    "add a [[listener]] table with an `address` and a [[listener.certificate]]"
+                        .to_string(),
+                ),
+            );
+        }
+        if !listeners.is_empty() && routes.is_empty() {
+            self.r.warn(
+                None,
+                "route",
+                "no [[route]] is defined: every request will get 404",
+                Some("add a [[route]] with `path` and `upstream`".to_string()),
+            );
+        }
+
+        Config {
+            source: self.r.file().to_path_buf(),
+            server,
+            log,
+            security_headers,
+            listeners,
+            redirects,
+            upstreams,
+            routes,
+            echo,
+        }
+    }
+
+    fn server(&mut self, s: &ServerSection) -> ServerConfig {
+        let mut trusted = Vec::new();
+        for (i, c) in s.trusted_proxies.iter().enumerate() {
+            let t = c.get_ref().trim();
+            let parsed = t
+                .parse::<IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(n) => trusted.push(n),
+                Err(_) => self.r.error(
+                    span(c),
+                    &format!("server.trusted_proxies[{i}]"),
+                    format!("\"{t}\" is not an IP address or CIDR"),
+                    Some("write it like \"10.0.0.0/8\" or \"192.0.2.7\"".to_string()),
+                ),
+            }
+        }
+        let worker_threads = s.worker_threads.as_ref().and_then(|w| {
+            if *w.get_ref() == 0 || *w.get_ref() > 1024 {
+                self.r.error(
+                    span(w),
+                    "server.worker_threads",
+                    "must be between 1 and 1024",
+                    Some("remove it to use one thread per core".to_string()),
+                );
+                None
+            } else {
+                Some(*w.get_ref())
+            }
+        });
+        ServerConfig {
+            worker_threads,
+            shutdown_timeout: self.duration(
+                &s.shutdown_timeout,
+                "server.shutdown_timeout",
+                Duration::from_secs(30),
+            ),
+            trusted_proxies: trusted,
+        }
+    }
+
+    fn log(&mut self, l: &LogSection) -> LogConfig {
+        let access_target = match &l.access_log {
+            None => LogTarget::Stdout,
+            Some(s) => match s.get_ref().as_str() {
+                "stdout" | "-" => LogTarget::Stdout,
+                "off" | "" => LogTarget::Off,
+                p => LogTarget::File(self.resolve(p)),
+            },
+        };
+        let access_format = match &l.access_format {
+            None => LogFormat::combined(),
+            Some(s) => match s.get_ref().as_str() {
+                "combined" => LogFormat::combined(),
+                "api_log" => LogFormat::api_log(),
+                "json" => LogFormat::Json,
+                fmt => match LogFormat::parse(fmt) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        self.r.error(span(s), "log.access_format", e.to_string(), Some("use nginx variables such as $remote_addr, or one of \"combined\", \"api_log\", \"json\"".to_string()));
+                        LogFormat::combined()
+                    }
+                },
+            },
+        };
+        let level = match &l.level {
+            None => "info".to_string(),
+            Some(s) => {
+                let v = s.get_ref().to_ascii_lowercase();
+                if !matches!(v.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
+                    self.r.error(
+                        span(s),
+                        "log.level",
+                        format!("unknown level \"{v}\""),
+                        Some("use error, warn, info, debug or trace".to_string()),
+                    );
+                }
+                v
+            }
+        };
+        LogConfig {
+            access_target,
+            access_format,
+            level,
+            json: l.json.unwrap_or(false),
+        }
+    }
+
+    fn limits(&mut self, l: &LimitsSection, base: Limits, prefix: &str) -> Limits {
+        let mut out = base.clone();
+        if let Some(s) = &l.max_body_size {
+            match parse_size(s.get_ref()) {
+                Ok(v) => out.max_body_size = v,
+                Err(e) => self
+                    .r
+                    .error(span(s), &format!("{prefix}.max_body_size"), e, None),
+            }
+        }
+        if let Some(s) = &l.max_header_size {
+            match parse_size(s.get_ref()) {
+                Ok(v) if (8192..=1024 * 1024).contains(&v) => out.max_header_size = v as usize,
+                Ok(_) => self.r.error(
+                    span(s),
+                    &format!("{prefix}.max_header_size"),
+                    "must be between 8k and 1m",
+                    Some("the default, 32k, suits most APIs".to_string()),
+                ),
+                Err(e) => self
+                    .r
+                    .error(span(s), &format!("{prefix}.max_header_size"), e, None),
+            }
+        }
+        if let Some(s) = &l.max_headers {
+            if (1..=1000).contains(s.get_ref()) {
+                out.max_headers = *s.get_ref();
+            } else {
+                self.r.error(
+                    span(s),
+                    &format!("{prefix}.max_headers"),
+                    "must be between 1 and 1000",
+                    None,
+                );
+            }
+        }
+        out.header_timeout = self.duration(
+            &l.header_timeout,
+            &format!("{prefix}.header_timeout"),
+            base.header_timeout,
+        );
+        out.keepalive_timeout = self.duration(
+            &l.keepalive_timeout,
+            &format!("{prefix}.keepalive_timeout"),
+            base.keepalive_timeout,
+        );
+        out.handshake_timeout = self.duration(
+            &l.handshake_timeout,
+            &format!("{prefix}.handshake_timeout"),
+            base.handshake_timeout,
+        );
+        for (d, name) in [
+            (out.header_timeout, "header_timeout"),
+            (out.handshake_timeout, "handshake_timeout"),
+        ] {
+            if d.is_zero() {
+                self.r.error(
+                    None,
+                    &format!("{prefix}.{name}"),
+                    "must be more than zero",
+                    None,
+                );
+            }
+        }
+        if let Some(s) = &l.h2_max_concurrent_streams {
+            if (1..=10_000).contains(s.get_ref()) {
+                out.h2_max_concurrent_streams = *s.get_ref();
+            } else {
+                self.r.error(
+                    span(s),
+                    &format!("{prefix}.h2_max_concurrent_streams"),
+                    "must be between 1 and 10000",
+                    None,
+                );
+            }
+        }
+        if let Some(s) = &l.max_connections {
+            if *s.get_ref() >= 1 {
+                out.max_connections = *s.get_ref();
+            } else {
+                self.r.error(
+                    span(s),
+                    &format!("{prefix}.max_connections"),
+                    "must be at least 1",
+                    None,
+                );
+            }
+        }
+        out
+    }
+
+    fn security_headers(
+        &mut self,
+        s: &SecurityHeadersSection,
+        base: SecurityHeaders,
+        prefix: &str,
+    ) -> SecurityHeaders {
+        let mut out = base;
+        let set = |v: &Option<Spanned<String>>,
+                   slot: &mut Option<String>,
+                   name: &str,
+                   r: &mut Reporter| {
+            if let Some(v) = v {
+                let val = v.get_ref().trim();
+                if val.is_empty() {
+                    *slot = None;
+                } else if http::HeaderValue::from_str(val).is_err() {
+                    r.error(
+                        span(v),
+                        &format!("{prefix}.{name}"),
+                        "is not a valid header value",
+                        Some("use visible ASCII characters only".to_string()),
+                    );
+                } else {
+                    *slot = Some(val.to_string());
+                }
+            }
+        };
+        set(
+            &s.x_content_type_options,
+            &mut out.x_content_type_options,
+            "x_content_type_options",
+            &mut self.r,
+        );
+        set(
+            &s.x_frame_options,
+            &mut out.x_frame_options,
+            "x_frame_options",
+            &mut self.r,
+        );
+        set(
+            &s.content_security_policy,
+            &mut out.content_security_policy,
+            "content_security_policy",
+            &mut self.r,
+        );
+        set(
+            &s.referrer_policy,
+            &mut out.referrer_policy,
+            "referrer_policy",
+            &mut self.r,
+        );
+        if s.hsts_max_age.is_some()
+            || s.hsts_include_subdomains.is_some()
+            || s.hsts_preload.is_some()
+        {
+            let max_age = s
+                .hsts_max_age
+                .as_ref()
+                .map(|m| *m.get_ref())
+                .unwrap_or(31_536_000);
+            let sub = s.hsts_include_subdomains.unwrap_or(false);
+            let preload = s.hsts_preload.unwrap_or(false);
+            if preload && (!sub || max_age < 31_536_000) {
+                self.r.error(
+                    s.hsts_max_age.as_ref().map(|m| m.span()),
+                    &format!("{prefix}.hsts_preload"),
+                    "HSTS preload needs includeSubDomains and a max-age of at least one year",
+                    Some(
+                        "set hsts_include_subdomains = true and hsts_max_age >= 31536000"
+                            .to_string(),
+                    ),
+                );
+            }
+            let mut v = format!("max-age={max_age}");
+            if sub {
+                v.push_str("; includeSubDomains");
+            }
+            if preload {
+                v.push_str("; preload");
+            }
+            out.strict_transport_security = Some(v);
+        }
+        set(
+            &s.strict_transport_security,
+            &mut out.strict_transport_security,
+            "strict_transport_security",
+            &mut self.r,
+        );
+        out
+    }
+
+    fn listener(
+        &mut self,
+        i: usize,
+        l: &Spanned<ListenerSection>,
+        global: &Limits,
+    ) -> Option<ListenerConfig> {
+        let ls = l.get_ref();
+        let name = ls
+            .name
+            .as_ref()
+            .map(|n| n.get_ref().clone())
+            .unwrap_or_else(|| format!("listener{i}"));
+        let field = format!("listener[{i}]");
+        let addr = self.addr(&ls.address, &format!("{field}.address"));
+        let profile = match &ls.tls_profile {
+            None => TlsProfile::Intermediate,
+            Some(p) => match p.get_ref().as_str() {
+                "intermediate" => TlsProfile::Intermediate,
+                "modern" => TlsProfile::Modern,
+                other => {
+                    self.r.error(
+                        span(p),
+                        &format!("{field}.tls_profile"),
+                        format!("unknown TLS profile \"{other}\""),
+                        Some(
+                            "use \"intermediate\" (TLS 1.2 + 1.3) or \"modern\" (TLS 1.3 only)"
+                                .to_string(),
+                        ),
+                    );
+                    TlsProfile::Intermediate
+                }
+            },
+        };
+        let mut key_exchange = Vec::new();
+        if let Some(groups) = &ls.key_exchange {
+            for g in groups {
+                let n = g.get_ref().as_str();
+                if crate::tls::kx_group(n).is_none() {
+                    self.r.error(
+                        span(g),
+                        &format!("{field}.key_exchange"),
+                        format!("unknown key exchange group \"{n}\""),
+                        Some("use X25519MLKEM768, X25519, P-256 or P-384".to_string()),
+                    );
+                } else {
+                    key_exchange.push(n.to_string());
+                }
+            }
+            if groups.is_empty() {
+                self.r.error(
+                    span(l),
+                    &format!("{field}.key_exchange"),
+                    "is empty",
+                    Some("remove it to use the defaults".to_string()),
+                );
+            }
+        }
+        if ls.certificates.is_empty() {
+            self.r.error(
+                span(&ls.address),
+                &format!("{field}.certificate"),
+                format!("listener \"{name}\" has no certificate"),
+                Some("add [[listener.certificate]] with `cert` and `key` PEM files (`portcullis cert issue server NAME` makes one)".to_string()),
+            );
+        }
+        let mut certificates = Vec::new();
+        for (j, c) in ls.certificates.iter().enumerate() {
+            if let Some(ck) = self.certificate(&format!("{field}.certificate[{j}]"), c) {
+                certificates.push(ck);
+            }
+        }
+        if certificates.iter().filter(|c| c.default).count() > 1 {
+            self.r.error(
+                span(&ls.address),
+                &format!("{field}.certificate"),
+                "more than one certificate is marked `default = true`",
+                Some("mark only one".to_string()),
+            );
+        }
+        let client_auth = match &ls.client_auth {
+            None => ClientAuth::Off,
+            Some(s) => match s.get_ref().as_str() {
+                "off" => ClientAuth::Off,
+                "optional" => ClientAuth::Optional,
+                "required" | "on" => ClientAuth::Required,
+                other => {
+                    self.r.error(
+                        span(s),
+                        &format!("{field}.client_auth"),
+                        format!("unknown value \"{other}\""),
+                        Some("use \"off\", \"optional\" or \"required\"".to_string()),
+                    );
+                    ClientAuth::Off
+                }
+            },
+        };
+        let mut client_ca = Vec::new();
+        for (j, p) in ls.client_ca.iter().enumerate() {
+            client_ca.extend(self.cert_bundle(p, &format!("{field}.client_ca[{j}]")));
+        }
+        if client_auth != ClientAuth::Off && ls.client_ca.is_empty() {
+            self.r.error(
+                ls.client_auth.as_ref().map(|s| s.span()),
+                &format!("{field}.client_ca"),
+                "client_auth is on but no client CA is given",
+                Some("add client_ca = [\"path/to/ca.pem\"] with the CA that signs your clients' certificates".to_string()),
+            );
+        }
+        let limits = match &ls.limits {
+            Some(l) => self.limits(l, global.clone(), &format!("{field}.limits")),
+            None => global.clone(),
+        };
+        Some(ListenerConfig {
+            name,
+            addr: addr?,
+            profile,
+            key_exchange,
+            session_resumption: ls.session_resumption.unwrap_or(true),
+            http2: ls.http2.unwrap_or(true),
+            certificates,
+            client_auth,
+            client_ca,
+            limits,
+        })
+    }
+
+    fn cert_bundle(&mut self, p: &Spanned<String>, field: &str) -> Vec<CertificateDer<'static>> {
+        let path = self.resolve(p.get_ref());
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) => {
+                self.r.error(
+                    span(p),
+                    field,
+                    format!("cannot read {}: {e}", path.display()),
+                    Some(
+                        "check the path (relative paths are relative to the config file)"
+                            .to_string(),
+                    ),
+                );
+                return Vec::new();
+            }
+        };
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&data).collect();
+        match certs {
+            Ok(c) if !c.is_empty() => c,
+            Ok(_) => {
+                self.r.error(
+                    span(p),
+                    field,
+                    format!("{} holds no PEM certificate", path.display()),
+                    Some("give a file with -----BEGIN CERTIFICATE----- blocks".to_string()),
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                self.r.error(
+                    span(p),
+                    field,
+                    format!("{} is not valid PEM: {e:?}", path.display()),
+                    None,
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn certificate(
+        &mut self,
+        field: &str,
+        c: &Spanned<CertificateSection>,
+    ) -> Option<CertifiedKeyConfig> {
+        let cs = c.get_ref();
+        let chain = self.cert_bundle(&cs.cert, &format!("{field}.cert"));
+        let key_path = self.resolve(cs.key.get_ref());
+        let key = match std::fs::read(&key_path) {
+            Err(e) => {
+                self.r.error(
+                    span(&cs.key),
+                    &format!("{field}.key"),
+                    format!("cannot read {}: {e}", key_path.display()),
+                    Some(
+                        "check the path (relative paths are relative to the config file)"
+                            .to_string(),
+                    ),
+                );
+                None
+            }
+            Ok(data) => match PrivateKeyDer::from_pem_slice(&data) {
+                Ok(k) => Some(k),
+                Err(_) => {
+                    self.r.error(
+                        span(&cs.key),
+                        &format!("{field}.key"),
+                        format!("{} holds no PEM private key", key_path.display()),
+                        Some("give a PKCS#8, SEC1 (EC) or PKCS#1 (RSA) PEM key".to_string()),
+                    );
+                    None
+                }
+            },
+        };
+        #[cfg(unix)]
+        if let Ok(md) = std::fs::metadata(&key_path) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = md.permissions().mode();
+            if mode & 0o044 != 0 {
+                self.r.warn(
+                    span(&cs.key),
+                    &format!("{field}.key"),
+                    format!(
+                        "private key {} is readable by group or others (mode {:o})",
+                        key_path.display(),
+                        mode & 0o777
+                    ),
+                    Some(format!("chmod 600 {}", key_path.display())),
+                );
+            }
+        }
+        let (chain, key) = (chain, key?);
+        if chain.is_empty() {
+            return None;
+        }
+        if let Err(e) = crate::tls::check_key_matches(&chain, &key) {
+            self.r.error(
+                span(&cs.key),
+                &format!("{field}.key"),
+                format!("the key does not fit the certificate: {e}"),
+                Some("give the key that was generated with this certificate".to_string()),
+            );
+            return None;
+        }
+        let info = match crate::tls::inspect_chain(&chain) {
+            Ok(i) => i,
+            Err(e) => {
+                self.r.error(
+                    span(&cs.cert),
+                    &format!("{field}.cert"),
+                    e,
+                    Some(
+                        "give a PEM chain: the server certificate first, then its intermediates"
+                            .to_string(),
+                    ),
+                );
+                return None;
+            }
+        };
+        if let Some(problem) = &info.chain_order_problem {
+            self.r.error(
+                span(&cs.cert),
+                &format!("{field}.cert"),
+                problem.clone(),
+                Some("order the PEM file leaf first, then each issuer".to_string()),
+            );
+        }
+        let now = SystemTime::now();
+        if let Some(na) = info.not_after {
+            if na <= now {
+                self.r.error(
+                    span(&cs.cert),
+                    &format!("{field}.cert"),
+                    format!("the certificate expired on {}", httpdate::fmt_http_date(na)),
+                    Some("renew it (`portcullis cert issue server …`)".to_string()),
+                );
+            } else if na.duration_since(now).unwrap_or_default() < EXPIRY_WARNING {
+                self.r.warn(
+                    span(&cs.cert),
+                    &format!("{field}.cert"),
+                    format!(
+                        "the certificate expires on {} (within 30 days)",
+                        httpdate::fmt_http_date(na)
+                    ),
+                    Some("renew it soon".to_string()),
+                );
+            }
+        }
+        let mut names = Vec::new();
+        match &cs.names {
+            Some(list) => {
+                for n in list {
+                    let v = n
+                        .get_ref()
+                        .trim()
+                        .trim_end_matches('.')
+                        .to_ascii_lowercase();
+                    if v.is_empty() || v.contains(' ') || (v.contains('*') && !v.starts_with("*."))
+                    {
+                        self.r.error(
+                            span(n),
+                            &format!("{field}.names"),
+                            format!("\"{v}\" is not a host name"),
+                            Some("write \"api.example.com\" or \"*.example.com\"".to_string()),
+                        );
+                    } else {
+                        names.push(v);
+                    }
+                }
+            }
+            None => names = info.dns_names.clone(),
+        }
+        Some(CertifiedKeyConfig {
+            cert_path: self.resolve(cs.cert.get_ref()),
+            chain,
+            key,
+            names,
+            default: cs.default,
+            not_after: info.not_after,
+        })
+    }
+
+    fn upstream(&mut self, i: usize, u: &Spanned<UpstreamSection>) -> Option<UpstreamConfig> {
+        let us = u.get_ref();
+        let name = us.name.get_ref().clone();
+        let field = format!("upstream \"{name}\"");
+        let mut servers = Vec::new();
+        for s in us.servers.get_ref() {
+            let raw = s.get_ref().trim();
+            let (https, rest) = if let Some(r) = raw.strip_prefix("https://") {
+                (true, r)
+            } else if let Some(r) = raw.strip_prefix("http://") {
+                (false, r)
+            } else {
+                (us.tls.is_some(), raw)
+            };
+            let rest = rest.trim_end_matches('/');
+            match rest.parse::<http::uri::Authority>() {
+                Ok(a) if a.port_u16().is_some() && !rest.contains('@') => servers.push(UpstreamServerConfig { https, authority: a.to_string() }),
+                _ => self.r.error(span(s), &format!("{field}.servers"), format!("\"{raw}\" is not host:port"), Some("write \"127.0.0.1:9000\", \"backend.internal:8080\" or \"https://10.0.0.2:443\"".to_string())),
+            }
+        }
+        if us.servers.get_ref().is_empty() {
+            self.r.error(
+                span(&us.servers),
+                &format!("{field}.servers"),
+                "no servers",
+                Some("list at least one \"host:port\"".to_string()),
+            );
+        }
+        let balance = match &us.balance {
+            None => Balance::RoundRobin,
+            Some(b) => match b.get_ref().as_str() {
+                "round_robin" => Balance::RoundRobin,
+                "least_conn" => Balance::LeastConn,
+                other => {
+                    self.r.error(
+                        span(b),
+                        &format!("{field}.balance"),
+                        format!("unknown balancing \"{other}\""),
+                        Some("use \"round_robin\" or \"least_conn\"".to_string()),
+                    );
+                    Balance::RoundRobin
+                }
+            },
+        };
+        let tls = us.tls.as_ref().map(|t| {
+            let ts = t.get_ref();
+            let ca = self.cert_bundle(&ts.ca, &format!("{field}.tls.ca"));
+            let client_cert = match (&ts.cert, &ts.key) {
+                (Some(c), Some(k)) => {
+                    let chain = self.cert_bundle(c, &format!("{field}.tls.cert"));
+                    let kp = self.resolve(k.get_ref());
+                    match std::fs::read(&kp)
+                        .ok()
+                        .and_then(|d| PrivateKeyDer::from_pem_slice(&d).ok())
+                    {
+                        Some(key) if !chain.is_empty() => {
+                            if let Err(e) = crate::tls::check_key_matches(&chain, &key) {
+                                self.r.error(
+                                    span(k),
+                                    &format!("{field}.tls.key"),
+                                    format!("the key does not fit the certificate: {e}"),
+                                    None,
+                                );
+                                None
+                            } else {
+                                Some((chain, key))
+                            }
+                        }
+                        Some(_) => None,
+                        None => {
+                            self.r.error(
+                                span(k),
+                                &format!("{field}.tls.key"),
+                                format!("cannot read a PEM private key from {}", kp.display()),
+                                None,
+                            );
+                            None
+                        }
+                    }
+                }
+                (None, None) => None,
+                (Some(c), None) | (None, Some(c)) => {
+                    self.r.error(
+                        span(c),
+                        &format!("{field}.tls"),
+                        "`cert` and `key` go together",
+                        Some("give both, or neither".to_string()),
+                    );
+                    None
+                }
+            };
+            UpstreamTlsConfig {
+                ca,
+                client_cert,
+                server_name: ts.server_name.as_ref().map(|s| s.get_ref().clone()),
+            }
+        });
+        if tls.is_none() && servers.iter().any(|s| s.https) {
+            self.r.error(
+                span(&us.servers),
+                &format!("{field}.servers"),
+                "an https:// server needs [upstream.tls] with the CA that signs it",
+                Some("add tls = { ca = \"upstream-ca.pem\" }".to_string()),
+            );
+        }
+        let health_check = us.health_check.as_ref().map(|h| {
+            let hs = h.get_ref();
+            if !hs.path.get_ref().starts_with('/') {
+                self.r.error(
+                    span(&hs.path),
+                    &format!("{field}.health_check.path"),
+                    "must start with /",
+                    None,
+                );
+            }
+            HealthCheckConfig {
+                path: hs.path.get_ref().clone(),
+                interval: self
+                    .duration(
+                        &hs.interval,
+                        &format!("{field}.health_check.interval"),
+                        Duration::from_secs(5),
+                    )
+                    .max(Duration::from_millis(100)),
+                timeout: self.duration(
+                    &hs.timeout,
+                    &format!("{field}.health_check.timeout"),
+                    Duration::from_secs(2),
+                ),
+                fails: hs.fails.as_ref().map(|v| *v.get_ref()).unwrap_or(2).max(1),
+                passes: hs.passes.as_ref().map(|v| *v.get_ref()).unwrap_or(1).max(1),
+            }
+        });
+        let _ = i;
+        Some(UpstreamConfig {
+            servers,
+            balance,
+            connect_timeout: self.duration(
+                &us.connect_timeout,
+                &format!("{field}.connect_timeout"),
+                Duration::from_secs(5),
+            ),
+            response_timeout: self.duration(
+                &us.response_timeout,
+                &format!("{field}.response_timeout"),
+                Duration::from_secs(60),
+            ),
+            keepalive: us.keepalive.as_ref().map(|k| *k.get_ref()).unwrap_or(64),
+            keepalive_timeout: self.duration(
+                &us.keepalive_timeout,
+                &format!("{field}.keepalive_timeout"),
+                Duration::from_secs(60),
+            ),
+            max_fails: us.max_fails.as_ref().map(|k| *k.get_ref()).unwrap_or(3),
+            fail_timeout: self.duration(
+                &us.fail_timeout,
+                &format!("{field}.fail_timeout"),
+                Duration::from_secs(10),
+            ),
+            retries: us.retries.as_ref().map(|k| *k.get_ref()).unwrap_or(1),
+            tls,
+            health_check,
+            name,
+        })
+    }
+
+    fn route(
+        &mut self,
+        i: usize,
+        r: &Spanned<RouteSection>,
+        upstreams: &HashMap<String, usize>,
+        listeners: &HashMap<String, usize>,
+        global_headers: &SecurityHeaders,
+    ) -> Option<RouteConfig> {
+        let rs = r.get_ref();
+        let name = rs
+            .name
+            .as_ref()
+            .map(|n| n.get_ref().clone())
+            .unwrap_or_else(|| format!("route{i}"));
+        let field = format!("route \"{name}\"");
+        let upstream = match upstreams.get(rs.upstream.get_ref()) {
+            Some(u) => Some(*u),
+            None => {
+                let mut defined: Vec<_> = upstreams.keys().map(|k| format!("\"{k}\"")).collect();
+                defined.sort();
+                let defined = if defined.is_empty() {
+                    "none".to_string()
+                } else {
+                    defined.join(", ")
+                };
+                self.r.error(
+                    span(&rs.upstream),
+                    &format!("{field}.upstream"),
+                    format!(
+                        "upstream \"{}\" is not defined (defined: {defined})",
+                        rs.upstream.get_ref()
+                    ),
+                    Some("name an [[upstream]] that exists, or add one with this name".to_string()),
+                );
+                None
+            }
+        };
+        let path = rs
+            .path
+            .as_ref()
+            .map(|p| p.get_ref().clone())
+            .unwrap_or_else(|| "/".to_string());
+        if !path.starts_with('/') || path.contains("..") || path.contains('?') || path.contains('#')
+        {
+            self.r.error(
+                rs.path.as_ref().map(|p| p.span()),
+                &format!("{field}.path"),
+                format!("\"{path}\" is not a path prefix"),
+                Some("write an absolute path such as \"/v1/\"".to_string()),
+            );
+        }
+        let mut hosts = Vec::new();
+        for h in &rs.hosts {
+            let v = h
+                .get_ref()
+                .trim()
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            if let Some(suffix) = v.strip_prefix("*.") {
+                if suffix.is_empty() || suffix.contains('*') {
+                    self.r.error(
+                        span(h),
+                        &format!("{field}.hosts"),
+                        format!("\"{v}\" is not a host pattern"),
+                        Some("write \"*.example.com\"".to_string()),
+                    );
+                } else {
+                    hosts.push(HostMatch::Suffix(format!(".{suffix}")));
+                }
+            } else if v.is_empty() || v.contains('*') || v.contains('/') || v.contains(' ') {
+                self.r.error(
+                    span(h),
+                    &format!("{field}.hosts"),
+                    format!("\"{v}\" is not a host name"),
+                    Some("write \"api.example.com\" or \"*.example.com\"".to_string()),
+                );
+            } else {
+                hosts.push(HostMatch::Exact(v));
+            }
+        }
+        let methods = rs.methods.as_ref().map(|ms| {
+            let mut out = Vec::new();
+            for m in ms {
+                match Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+                    Ok(mm) => out.push(mm),
+                    Err(_) => self.r.error(
+                        span(m),
+                        &format!("{field}.methods"),
+                        format!("\"{}\" is not an HTTP method", m.get_ref()),
+                        None,
+                    ),
+                }
+            }
+            out
+        });
+        let deprecation = rs.deprecated.as_ref().and_then(|d| match d.get_ref() {
+            toml::Value::Boolean(true) => Some("true".to_string()),
+            toml::Value::Boolean(false) => None,
+            toml::Value::String(s) => match parse_rfc3339(s) {
+                Some(t) => Some(format!(
+                    "@{}",
+                    t.duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs()
+                )),
+                None => {
+                    self.r.error(
+                        span(d),
+                        &format!("{field}.deprecated"),
+                        format!("\"{s}\" is not an RFC 3339 date"),
+                        Some("write \"2025-01-01T00:00:00Z\" or true".to_string()),
+                    );
+                    None
+                }
+            },
+            toml::Value::Datetime(dt) => match parse_rfc3339(&dt.to_string()) {
+                Some(t) => Some(format!(
+                    "@{}",
+                    t.duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs()
+                )),
+                None => {
+                    self.r.error(
+                        span(d),
+                        &format!("{field}.deprecated"),
+                        "needs a full date and time with offset",
+                        Some("write 2025-01-01T00:00:00Z".to_string()),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.r.error(
+                    span(d),
+                    &format!("{field}.deprecated"),
+                    "must be true or a date",
+                    Some("write deprecated = \"2025-01-01T00:00:00Z\"".to_string()),
+                );
+                None
+            }
+        });
+        let sunset = rs
+            .sunset
+            .as_ref()
+            .and_then(|s| match parse_rfc3339(s.get_ref()) {
+                Some(t) => Some(httpdate::fmt_http_date(t)),
+                None => {
+                    self.r.error(
+                        span(s),
+                        &format!("{field}.sunset"),
+                        format!("\"{}\" is not an RFC 3339 date", s.get_ref()),
+                        Some("write \"2026-06-30T00:00:00Z\"".to_string()),
+                    );
+                    None
+                }
+            });
+        let mut route_listeners = Vec::new();
+        if let Some(ls) = &rs.listeners {
+            for l in ls {
+                match listeners.get(l.get_ref()) {
+                    Some(idx) => route_listeners.push(*idx),
+                    None => self.r.error(
+                        span(l),
+                        &format!("{field}.listeners"),
+                        format!("listener \"{}\" is not defined", l.get_ref()),
+                        Some("name a [[listener]] by its `name`".to_string()),
+                    ),
+                }
+            }
+        }
+        let host_header = rs.host_header.as_ref().and_then(|h| {
+            if http::HeaderValue::from_str(h.get_ref()).is_err() || h.get_ref().is_empty() {
+                self.r.error(
+                    span(h),
+                    &format!("{field}.host_header"),
+                    "is not a valid Host value",
+                    None,
+                );
+                None
+            } else {
+                Some(h.get_ref().clone())
+            }
+        });
+        let security_headers = match &rs.security_headers {
+            Some(s) => self.security_headers(
+                s,
+                global_headers.clone(),
+                &format!("{field}.security_headers"),
+            ),
+            None => global_headers.clone(),
+        };
+        Some(RouteConfig {
+            hosts,
+            path,
+            strip_prefix: rs.strip_prefix,
+            methods,
+            upstream: upstream?,
+            preserve_host: rs.preserve_host.unwrap_or(true),
+            host_header,
+            deprecation,
+            sunset,
+            deprecation_link: rs.deprecation_link.as_ref().map(|l| l.get_ref().clone()),
+            response_timeout: rs.response_timeout.as_ref().map(|_| {
+                self.duration(
+                    &rs.response_timeout,
+                    &format!("{field}.response_timeout"),
+                    Duration::from_secs(60),
+                )
+            }),
+            upgrade_idle_timeout: self.duration(
+                &rs.upgrade_idle_timeout,
+                &format!("{field}.upgrade_idle_timeout"),
+                Duration::from_secs(3600),
+            ),
+            websocket: rs.websocket.unwrap_or(true),
+            listeners: route_listeners,
+            security_headers,
+            name,
+        })
+    }
+}
+
+/// Parses "2025-01-01T00:00:00Z" / "+02:00" offsets.
+fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let dt = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    let secs = dt.unix_timestamp();
+    if secs < 0 {
+        return None;
+    }
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs as u64))
+}

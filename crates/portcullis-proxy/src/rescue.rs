@@ -1,0 +1,105 @@
+//! The rescue layer: request-path errors become short JSON responses.
+//!
+//! Owns [`GatewayError`] and the only function that builds error responses.
+//! Bodies carry a stable code, a human sentence and the request id, never
+//! internal detail (no upstream addresses, no OS errors); the detail goes to
+//! the event log instead.
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::ResponseBody;
+
+/// Every way the gateway itself answers a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    BadRequest(&'static str),
+    NotFound,
+    MethodNotAllowed { allow: String },
+    PayloadTooLarge,
+    HeadersTooLarge,
+    MisdirectedRequest,
+    BadGateway,
+    NoLiveUpstream,
+    GatewayTimeout,
+    UpgradeRefused,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadRequest(_) | GatewayError::UpgradeRefused => StatusCode::BAD_REQUEST,
+            GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
+            GatewayError::NoLiveUpstream => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn code_and_message(&self) -> (&'static str, &'static str) {
+        match self {
+            GatewayError::BadRequest(m) => ("bad_request", m),
+            GatewayError::NotFound => ("not_found", "no route matches this request"),
+            GatewayError::MethodNotAllowed { .. } => (
+                "method_not_allowed",
+                "this method is not allowed on this route",
+            ),
+            GatewayError::PayloadTooLarge => (
+                "payload_too_large",
+                "the request body is larger than allowed",
+            ),
+            GatewayError::HeadersTooLarge => (
+                "headers_too_large",
+                "the request headers are larger than allowed",
+            ),
+            GatewayError::MisdirectedRequest => (
+                "misdirected_request",
+                "the Host does not match the TLS server name of this connection",
+            ),
+            GatewayError::BadGateway => {
+                ("bad_gateway", "the upstream service could not be reached")
+            }
+            GatewayError::NoLiveUpstream => {
+                ("service_unavailable", "no upstream server is available")
+            }
+            GatewayError::GatewayTimeout => (
+                "gateway_timeout",
+                "the upstream service did not answer in time",
+            ),
+            GatewayError::UpgradeRefused => (
+                "upgrade_refused",
+                "protocol upgrade is not allowed on this route",
+            ),
+        }
+    }
+}
+
+/// Builds the response for an error. Security headers are added by the stack.
+pub fn error_response(err: &GatewayError, request_id: &str) -> Response<ResponseBody> {
+    let (code, message) = err.code_and_message();
+    let body = serde_json::json!({ "error": code, "message": message, "request_id": request_id })
+        .to_string();
+    let mut resp = Response::new(ResponseBody::full(body));
+    *resp.status_mut() = err.status();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let GatewayError::MethodNotAllowed { allow } = err {
+        if let Ok(v) = HeaderValue::from_str(allow) {
+            h.insert(header::ALLOW, v);
+        }
+    }
+    if matches!(
+        err,
+        GatewayError::BadRequest(_) | GatewayError::PayloadTooLarge | GatewayError::HeadersTooLarge
+    ) {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}

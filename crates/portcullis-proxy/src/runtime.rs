@@ -1,0 +1,178 @@
+//! Stage 3 of the config: the immutable snapshot the request path reads.
+//!
+//! Owns turning a validated `Config` into `Arc`ed, ready-to-use parts: one
+//! rustls config and one HTTP server builder per listener, the router, the
+//! upstream clients, precomputed response headers, the access log. Built
+//! whole, away from the request path; a reload (later) swaps it in one step.
+
+use std::sync::Arc;
+
+use http::header::{HeaderName, HeaderValue};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use ipnet::IpNet;
+
+use crate::accesslog::{AccessLog, LogFormat};
+use crate::config::{Config, Limits, RouteConfig, SecurityHeaders};
+use crate::route::Router;
+use crate::upstream::{spawn_health_checks, TaskGuard, Upstream};
+
+/// Headers added to responses, precomputed.
+pub type HeaderSet = Vec<(HeaderName, HeaderValue)>;
+
+/// Why a runtime could not be built from a (valid) config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("listener \"{0}\": {1}")]
+    Tls(String, crate::tls::TlsError),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamBuildError),
+    #[error("access log: {0}")]
+    AccessLog(std::io::Error),
+}
+
+/// Per listener.
+pub struct ListenerRuntime {
+    pub name: String,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub limits: Limits,
+    pub http: auto::Builder<TokioExecutor>,
+}
+
+/// Per route.
+pub struct RouteRuntime {
+    pub cfg: RouteConfig,
+    pub upstream: Arc<Upstream>,
+    /// Security headers plus Deprecation / Sunset / Link.
+    pub headers: HeaderSet,
+    /// The `Allow` value for 405 answers.
+    pub allow: String,
+}
+
+/// The whole snapshot.
+pub struct Runtime {
+    pub listeners: Vec<ListenerRuntime>,
+    pub router: Router,
+    pub routes: Vec<RouteRuntime>,
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Security headers for answers made before a route is known.
+    pub default_headers: HeaderSet,
+    pub trusted_proxies: Vec<IpNet>,
+    pub access_log: AccessLog,
+    pub log_format: Arc<LogFormat>,
+    _health: Vec<TaskGuard>,
+}
+
+/// The security headers of a config as a header set.
+pub fn security_header_set(s: &SecurityHeaders) -> HeaderSet {
+    let mut out = HeaderSet::new();
+    let mut add = |name: &'static str, v: &Option<String>| {
+        if let Some(v) = v {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                out.push((HeaderName::from_static(name), v));
+            }
+        }
+    };
+    add("strict-transport-security", &s.strict_transport_security);
+    add("x-content-type-options", &s.x_content_type_options);
+    add("x-frame-options", &s.x_frame_options);
+    add("content-security-policy", &s.content_security_policy);
+    add("referrer-policy", &s.referrer_policy);
+    out
+}
+
+fn http_builder(l: &Limits, http2: bool) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(l.header_timeout)
+        .max_buf_size(l.max_header_size.max(8192))
+        .max_headers(l.max_headers)
+        .keep_alive(true)
+        .half_close(false);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(l.h2_max_concurrent_streams)
+        .max_header_list_size(l.max_header_size as u32)
+        .max_pending_accept_reset_streams(50)
+        .max_local_error_reset_streams(256)
+        .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
+        .keep_alive_timeout(std::time::Duration::from_secs(20));
+    if !http2 {
+        b = b.http1_only();
+    }
+    b
+}
+
+impl Runtime {
+    /// Builds a runtime; starts health checks (they stop when it is dropped).
+    pub fn build(
+        cfg: &Config,
+        ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
+    ) -> Result<Runtime, BuildError> {
+        let mut listeners = Vec::new();
+        for l in &cfg.listeners {
+            let tls = crate::tls::server_config(l, ticketer.clone())
+                .map_err(|e| BuildError::Tls(l.name.clone(), e))?;
+            listeners.push(ListenerRuntime {
+                name: l.name.clone(),
+                tls,
+                limits: l.limits.clone(),
+                http: http_builder(&l.limits, l.http2),
+            });
+        }
+        let mut upstreams = Vec::new();
+        let mut health = Vec::new();
+        for u in &cfg.upstreams {
+            let up = Arc::new(Upstream::build(u)?);
+            if let Some(hc) = &u.health_check {
+                health.extend(spawn_health_checks(&up, hc));
+            }
+            upstreams.push(up);
+        }
+        let routes = cfg
+            .routes
+            .iter()
+            .map(|r| {
+                let mut headers = security_header_set(&r.security_headers);
+                let mut add = |name: &'static str, v: &Option<String>| {
+                    if let Some(v) = v.as_ref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                        headers.push((HeaderName::from_static(name), v));
+                    }
+                };
+                add("deprecation", &r.deprecation);
+                add("sunset", &r.sunset);
+                add(
+                    "link",
+                    &r.deprecation_link
+                        .as_ref()
+                        .map(|l| format!("<{l}>; rel=\"deprecation\"")),
+                );
+                let allow = r
+                    .methods
+                    .as_ref()
+                    .map(|ms| ms.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default();
+                RouteRuntime {
+                    cfg: r.clone(),
+                    upstream: upstreams[r.upstream].clone(),
+                    headers,
+                    allow,
+                }
+            })
+            .collect();
+        let access_log =
+            AccessLog::open(cfg.log.access_target.clone()).map_err(BuildError::AccessLog)?;
+        Ok(Runtime {
+            listeners,
+            router: Router::new(&cfg.routes),
+            routes,
+            upstreams,
+            default_headers: security_header_set(&cfg.security_headers),
+            trusted_proxies: cfg.server.trusted_proxies.clone(),
+            access_log,
+            log_format: Arc::new(cfg.log.access_format.clone()),
+            _health: health,
+        })
+    }
+}

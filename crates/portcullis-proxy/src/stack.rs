@@ -1,0 +1,461 @@
+//! The HTTP stack: the one place that decides what happens to a request.
+//!
+//! Outermost first, one stage a line (see `handle`):
+//!   access log (on response end) → rescue (errors → responses) → request
+//!   shape checks (smuggling, Host) → SNI/Host agreement (421) → path
+//!   normalisation → route (404) → method (405) → body limit (413) →
+//!   upstream request (headers rewritten) → forward with retries, or tunnel
+//!   → response headers (hop-by-hop out, security headers in).
+//! Later capabilities (authn, authz, rate limits, validation) slot in
+//! between "method" and "upstream request".
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::body::{BodyError, RequestBody, ResponseBody};
+use crate::forward::{self, X_REQUEST_ID};
+use crate::observe::LoggedBody;
+use crate::rescue::{error_response, GatewayError};
+use crate::route::normalize_path;
+use crate::runtime::{HeaderSet, RouteRuntime, Runtime};
+
+/// What a connection knows about itself, shared by its requests.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub listener: usize,
+    pub sni: Option<String>,
+    pub tls_version: &'static str,
+    pub cipher: &'static str,
+    pub session_reused: bool,
+    pub requests: AtomicU64,
+}
+
+/// What the access log needs once the response has been sent.
+#[derive(Debug)]
+pub struct LogCtx {
+    pub conn: Arc<ConnInfo>,
+    pub conn_requests: u64,
+    pub started: SystemTime,
+    pub start: Instant,
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    /// Only the request headers the log format names.
+    pub req_headers: HeaderMap,
+    pub host: Option<String>,
+    pub request_id: String,
+    pub status: u16,
+    pub route: Option<String>,
+    pub upstream_addr: Option<String>,
+    pub upstream_status: Option<u16>,
+    pub upstream_response_time: Option<Duration>,
+}
+
+/// Entry point of every request on a TLS listener.
+pub async fn handle(
+    rt: Arc<Runtime>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<LoggedBody>, Infallible> {
+    let start = Instant::now();
+    let conn_requests = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let request_id = match req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(forward::valid_request_id)
+    {
+        Some(id) => id.to_string(),
+        None => forward::new_request_id(),
+    };
+    let mut log = LogCtx {
+        conn: conn.clone(),
+        conn_requests,
+        started: SystemTime::now(),
+        start,
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        version: req.version(),
+        req_headers: rt.log_format.pick_request_headers(req.headers()),
+        host: None,
+        request_id,
+        status: 0,
+        route: None,
+        upstream_addr: None,
+        upstream_status: None,
+        upstream_response_time: None,
+    };
+    let (mut resp, route) = match proxy(&rt, &conn, req, &mut log).await {
+        Ok(ok) => ok,
+        Err((e, route)) => {
+            if matches!(
+                e,
+                GatewayError::BadGateway
+                    | GatewayError::GatewayTimeout
+                    | GatewayError::NoLiveUpstream
+            ) {
+                tracing::debug!(request_id = %log.request_id, error = ?e, "upstream error");
+            }
+            (error_response(&e, &log.request_id), route)
+        }
+    };
+    let extra: &HeaderSet = match route {
+        Some(i) => &rt.routes[i].headers,
+        None => &rt.default_headers,
+    };
+    let h = resp.headers_mut();
+    for (n, v) in extra {
+        h.insert(n.clone(), v.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(&log.request_id) {
+        h.insert(X_REQUEST_ID.clone(), v);
+    }
+    log.status = resp.status().as_u16();
+    let access = rt.access_log.clone();
+    let format = rt.log_format.clone();
+    Ok(resp.map(|b| LoggedBody::new(b, access, format, log)))
+}
+
+type Rescue = (GatewayError, Option<usize>);
+
+/// The host a request is for: the URI authority (HTTP/2, absolute-form) or Host.
+fn request_host(req: &Request<Incoming>) -> Result<Option<&str>, GatewayError> {
+    let hosts = req.headers().get_all(header::HOST);
+    let mut it = hosts.iter();
+    let host_hdr = it.next();
+    if it.next().is_some() {
+        return Err(GatewayError::BadRequest("more than one Host header"));
+    }
+    let host_hdr = match host_hdr {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| GatewayError::BadRequest("invalid Host header"))?,
+        ),
+        None => None,
+    };
+    let authority = req.uri().authority().map(|a| a.as_str());
+    match (authority, host_hdr) {
+        (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => Err(GatewayError::BadRequest(
+            "Host does not match the request target",
+        )),
+        (Some(a), _) => Ok(Some(a)),
+        (None, Some(h)) => Ok(Some(h)),
+        (None, None) if req.version() == Version::HTTP_11 => {
+            Err(GatewayError::BadRequest("missing Host header"))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// "Api.Example.com:8443" → "api.example.com"; "[::1]:8443" → "::1".
+fn host_name(host: &str) -> String {
+    let h = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host, |(h, _)| h)
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn is_valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'))
+}
+
+fn wants_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req.headers().get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .map(|s| {
+                    s.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                })
+                .unwrap_or(false)
+        })
+}
+
+async fn proxy(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    log: &mut LogCtx,
+) -> Result<(Response<ResponseBody>, Option<usize>), Rescue> {
+    // Request shape: what an HTTP/1.1 parser may let through but a proxy must refuse.
+    let h = req.headers();
+    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        return Err((
+            GatewayError::BadRequest("both Transfer-Encoding and Content-Length"),
+            None,
+        ));
+    }
+    if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Err((
+            GatewayError::BadRequest("more than one Content-Length"),
+            None,
+        ));
+    }
+    let host_raw = request_host(&req)
+        .map_err(|e| (e, None))?
+        .map(str::to_owned);
+    let host = host_raw.as_deref().map(host_name).unwrap_or_default();
+    if host_raw.is_some() && !is_valid_host(&host) {
+        return Err((GatewayError::BadRequest("invalid Host"), None));
+    }
+    log.host = host_raw.clone();
+
+    // The Host must be the name the TLS session was made for.
+    if let Some(sni) = &conn.sni {
+        if !host.is_empty() && !host.eq_ignore_ascii_case(sni) {
+            return Err((GatewayError::MisdirectedRequest, None));
+        }
+    }
+    let lookup_host = if host.is_empty() {
+        conn.sni.clone().unwrap_or_default()
+    } else {
+        host.clone()
+    };
+
+    // Route on the normalised path.
+    let path = normalize_path(req.uri().path())
+        .map_err(|e| (GatewayError::BadRequest(path_error_text(e)), None))?
+        .into_owned();
+    let ri = rt
+        .router
+        .find(&lookup_host, &path, conn.listener)
+        .ok_or((GatewayError::NotFound, None))?;
+    let route: &RouteRuntime = &rt.routes[ri];
+    log.route = Some(route.cfg.name.clone());
+    if let Some(methods) = &route.cfg.methods {
+        if !methods.contains(req.method()) {
+            return Err((
+                GatewayError::MethodNotAllowed {
+                    allow: route.allow.clone(),
+                },
+                Some(ri),
+            ));
+        }
+    }
+
+    // Body limit: refuse a declared size at once, cut a streamed one when it passes the limit.
+    let limit = rt.listeners[conn.listener].limits.max_body_size;
+    if http_body::Body::size_hint(req.body()).lower() > limit {
+        return Err((GatewayError::PayloadTooLarge, Some(ri)));
+    }
+    let upgrade = wants_upgrade(&req);
+    if upgrade && !route.cfg.websocket {
+        return Err((GatewayError::UpgradeRefused, Some(ri)));
+    }
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+    // The upstream request.
+    let mut path_q = String::with_capacity(path.len() + 32);
+    let fwd_path: &str = if route.cfg.strip_prefix && route.cfg.path != "/" {
+        let rest = &path[route.cfg.path.trim_end_matches('/').len().min(path.len())..];
+        if rest.starts_with('/') {
+            rest
+        } else {
+            path_q.push('/');
+            rest
+        }
+    } else {
+        &path
+    };
+    path_q.push_str(fwd_path);
+    if let Some(q) = req.uri().query() {
+        path_q.push('?');
+        path_q.push_str(q);
+    }
+    let body_empty = http_body::Body::is_end_stream(req.body());
+    let (mut parts, body) = req.into_parts();
+    let body = if body_empty {
+        RequestBody::Empty
+    } else {
+        RequestBody::limited(body, limit)
+    };
+    let headers = &mut parts.headers;
+    forward::strip_hop_by_hop(headers, upgrade);
+    forward::strip_client_assertions(headers);
+    let peer = conn.peer.ip();
+    let client = forward::client_ip(peer, headers, &rt.trusted_proxies);
+    forward::set_forwarded(
+        headers,
+        peer,
+        client,
+        host_raw.as_deref(),
+        &rt.trusted_proxies,
+    );
+    if let Ok(v) = HeaderValue::from_str(&log.request_id) {
+        headers.insert(X_REQUEST_ID.clone(), v);
+    }
+    let upstream = &route.upstream;
+    let host_value: Option<HeaderValue> = if let Some(fixed) = &route.cfg.host_header {
+        HeaderValue::from_str(fixed).ok()
+    } else if route.cfg.preserve_host {
+        host_raw
+            .as_deref()
+            .and_then(|h| HeaderValue::from_str(h).ok())
+    } else {
+        None
+    };
+
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    let max_attempts = if idempotent && body_empty && !upgrade {
+        1 + upstream.retries as usize
+    } else {
+        1
+    };
+    let timeout = route
+        .cfg
+        .response_timeout
+        .unwrap_or(upstream.response_timeout);
+    let mut tried: Vec<usize> = Vec::new();
+    let mut body = Some(body);
+    let started = Instant::now();
+    let mut resp = loop {
+        let Some((si, guard)) = upstream.select(&tried) else {
+            return Err((
+                if tried.is_empty() {
+                    GatewayError::NoLiveUpstream
+                } else {
+                    GatewayError::BadGateway
+                },
+                Some(ri),
+            ));
+        };
+        tried.push(si);
+        let server = &upstream.servers[si];
+        log.upstream_addr = Some(server.authority.clone());
+        let last = tried.len() >= max_attempts || tried.len() >= upstream.servers.len();
+        let uri: Uri = match format!("{}{}", server.base, path_q).parse() {
+            Ok(u) => u,
+            Err(_) => return Err((GatewayError::BadRequest("invalid request target"), Some(ri))),
+        };
+        let mut out = Request::new(body.take().unwrap_or(RequestBody::Empty));
+        *out.method_mut() = parts.method.clone();
+        *out.uri_mut() = uri;
+        *out.version_mut() = Version::HTTP_11;
+        *out.headers_mut() = if last {
+            std::mem::take(&mut parts.headers)
+        } else {
+            parts.headers.clone()
+        };
+        let hv = host_value
+            .clone()
+            .or_else(|| HeaderValue::from_str(&server.authority).ok());
+        if let Some(hv) = hv {
+            out.headers_mut().insert(header::HOST, hv);
+        }
+        match tokio::time::timeout(timeout, upstream.client.request(out)).await {
+            Ok(Ok(r)) => {
+                drop(guard);
+                break r;
+            }
+            Ok(Err(e)) => {
+                drop(guard);
+                if caused_by_too_large(&e) {
+                    return Err((GatewayError::PayloadTooLarge, Some(ri)));
+                }
+                upstream.record_failure(si);
+                tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, server = %server.authority, error = %error_chain(&e), "upstream request failed");
+                if e.is_connect() && !last {
+                    body = Some(RequestBody::Empty);
+                    continue;
+                }
+                return Err((GatewayError::BadGateway, Some(ri)));
+            }
+            Err(_) => {
+                drop(guard);
+                upstream.record_failure(si);
+                tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, server = %server.authority, "upstream response timed out after {:?}", timeout);
+                return Err((GatewayError::GatewayTimeout, Some(ri)));
+            }
+        }
+    };
+    log.upstream_response_time = Some(started.elapsed());
+    log.upstream_status = Some(resp.status().as_u16());
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        match client_upgrade {
+            Some(client_upgrade) => {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                crate::tunnel::spawn(
+                    client_upgrade,
+                    upstream_upgrade,
+                    route.cfg.upgrade_idle_timeout,
+                    log.request_id.clone(),
+                );
+                forward::clean_response_headers(resp.headers_mut(), true);
+                let (p, _) = resp.into_parts();
+                return Ok((Response::from_parts(p, ResponseBody::empty()), Some(ri)));
+            }
+            None => return Err((GatewayError::BadGateway, Some(ri))),
+        }
+    }
+    forward::clean_response_headers(resp.headers_mut(), false);
+    Ok((resp.map(|b| ResponseBody::Upstream { inner: b }), Some(ri)))
+}
+
+fn path_error_text(e: crate::route::PathError) -> &'static str {
+    use crate::route::PathError::*;
+    match e {
+        NotAbsolute => "the request target must be an absolute path",
+        BadEncoding => "invalid percent-encoding in the path",
+        EncodedSeparator => "encoded slash, backslash or NUL in the path",
+        AboveRoot => "the path climbs above the root",
+        DotSegmentParams => "dot segment with parameters in the path",
+    }
+}
+
+fn caused_by_too_large(e: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(BodyError::TooLarge(_)) = err.downcast_ref::<BodyError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        s.push_str(": ");
+        s.push_str(&err.to_string());
+        cur = err.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name("Api.Example.com:8443"), "api.example.com");
+        assert_eq!(host_name("[::1]:8443"), "::1");
+        assert_eq!(host_name("localhost."), "localhost");
+        assert!(is_valid_host("api.example.com"));
+        assert!(!is_valid_host("evil.com/x"));
+    }
+}

@@ -1,0 +1,217 @@
+//! Upstream groups: server selection, pooled connections, passive ejection.
+//!
+//! Owns, per `[[upstream]]`, the pooled hyper client (HTTP or HTTPS, with
+//! optional upstream mTLS), the balancer (round-robin or least connections),
+//! and each server's health: passive ejection after `max_fails` failures
+//! within `fail_timeout` (nginx's semantics) and the verdict of active health
+//! checks (`health.rs`). It does not build requests; `forward.rs` does.
+
+mod health;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+pub use health::{spawn_health_checks, TaskGuard};
+
+use crate::body::RequestBody;
+use crate::config::{Balance, UpstreamConfig};
+
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+
+/// Milliseconds since the process started (monotonic), for lock-free timestamps.
+pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// One server of an upstream group.
+#[derive(Debug)]
+pub struct Server {
+    /// "host:port".
+    pub authority: String,
+    /// "http://host:port" or "https://host:port".
+    pub base: String,
+    pub https: bool,
+    active: AtomicUsize,
+    fails: AtomicU32,
+    window_start_ms: AtomicU64,
+    ejected_until_ms: AtomicU64,
+    health_down: AtomicBool,
+}
+
+impl Server {
+    fn new(authority: &str, https: bool) -> Self {
+        Server {
+            authority: authority.to_string(),
+            base: format!("{}://{}", if https { "https" } else { "http" }, authority),
+            https,
+            active: AtomicUsize::new(0),
+            fails: AtomicU32::new(0),
+            window_start_ms: AtomicU64::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            health_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_ejected(&self, now: u64) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now
+    }
+
+    pub fn is_health_down(&self) -> bool {
+        self.health_down.load(Ordering::Relaxed)
+    }
+
+    pub fn set_health_down(&self, down: bool) {
+        self.health_down.store(down, Ordering::Relaxed);
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a request in flight on a server for least-connections.
+pub struct ActiveGuard(Arc<Upstream>, usize);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.servers[self.1]
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A group of servers with one pooled client.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub servers: Vec<Server>,
+    pub balance: Balance,
+    pub response_timeout: Duration,
+    pub retries: u32,
+    max_fails: u32,
+    fail_timeout_ms: u64,
+    rr: AtomicUsize,
+    pub client: HttpClient,
+}
+
+/// Why an upstream could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamBuildError {
+    #[error("upstream \"{0}\": TLS: {1}")]
+    Tls(String, String),
+}
+
+impl Upstream {
+    pub fn build(cfg: &UpstreamConfig) -> Result<Self, UpstreamBuildError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+
+        let tls = crate::tls::upstream_client_config(cfg)
+            .map_err(|e| UpstreamBuildError::Tls(cfg.name.clone(), e))?;
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let builder = match cfg.tls.as_ref().and_then(|t| t.server_name.clone()) {
+            Some(n) => {
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+                    match rustls_pki_types::ServerName::try_from(n) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            return Err(UpstreamBuildError::Tls(cfg.name.clone(), e.to_string()))
+                        }
+                    },
+                ))
+            }
+            None => builder,
+        };
+        let connector = builder.enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.keepalive_timeout)
+            .pool_max_idle_per_host(cfg.keepalive)
+            .set_host(false)
+            .retry_canceled_requests(true)
+            .build(connector);
+        Ok(Upstream {
+            name: cfg.name.clone(),
+            servers: cfg
+                .servers
+                .iter()
+                .map(|s| Server::new(&s.authority, s.https))
+                .collect(),
+            balance: cfg.balance,
+            response_timeout: cfg.response_timeout,
+            retries: cfg.retries,
+            max_fails: cfg.max_fails,
+            fail_timeout_ms: cfg.fail_timeout.as_millis() as u64,
+            rr: AtomicUsize::new(0),
+            client,
+        })
+    }
+
+    /// Picks a server not in `tried`: healthy and not ejected first; if every
+    /// server is ejected (but not health-checked down), the one whose ejection
+    /// ends first, as nginx does rather than failing outright.
+    pub fn select(self: &Arc<Self>, tried: &[usize]) -> Option<(usize, ActiveGuard)> {
+        let n = self.servers.len();
+        let now = now_ms();
+        let usable = |i: usize| !tried.contains(&i) && !self.servers[i].is_health_down();
+        let available = |i: usize| usable(i) && !self.servers[i].is_ejected(now);
+        let pick = match self.balance {
+            Balance::RoundRobin => {
+                let start = self.rr.fetch_add(1, Ordering::Relaxed);
+                (0..n).map(|k| (start + k) % n).find(|&i| available(i))
+            }
+            Balance::LeastConn => {
+                let start = self.rr.fetch_add(1, Ordering::Relaxed);
+                (0..n)
+                    .map(|k| (start + k) % n)
+                    .filter(|&i| available(i))
+                    .min_by_key(|&i| self.servers[i].active())
+            }
+        };
+        let pick = pick.or_else(|| {
+            (0..n)
+                .filter(|&i| usable(i))
+                .min_by_key(|&i| self.servers[i].ejected_until_ms.load(Ordering::Relaxed))
+        })?;
+        self.servers[pick].active.fetch_add(1, Ordering::Relaxed);
+        Some((pick, ActiveGuard(self.clone(), pick)))
+    }
+
+    /// Records a failed attempt (connect error, reset, timeout) on a server.
+    pub fn record_failure(&self, i: usize) {
+        if self.max_fails == 0 {
+            return;
+        }
+        let s = &self.servers[i];
+        let now = now_ms();
+        let start = s.window_start_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(start) > self.fail_timeout_ms {
+            s.window_start_ms.store(now, Ordering::Relaxed);
+            s.fails.store(0, Ordering::Relaxed);
+        }
+        let fails = s.fails.fetch_add(1, Ordering::Relaxed) + 1;
+        if fails >= self.max_fails {
+            s.ejected_until_ms
+                .store(now + self.fail_timeout_ms, Ordering::Relaxed);
+            s.fails.store(0, Ordering::Relaxed);
+            tracing::warn!(upstream = %self.name, server = %s.authority, fails, "upstream server ejected for {} ms after failures", self.fail_timeout_ms);
+        }
+    }
+
+    /// True when no server can take a request (all health-checked down).
+    pub fn all_down(&self) -> bool {
+        self.servers.iter().all(|s| s.is_health_down())
+    }
+}

@@ -1,0 +1,109 @@
+//! Processes for tests: free ports, the gateway binary, external clients.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago (bind to port 0, read it, close).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Waits until something accepts on `addr` (up to 20 s). Returns false on time-out.
+pub fn wait_for_port(addr: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
+
+/// Runs a command to completion, capturing output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// A running `portcullis serve`, killed when dropped.
+pub struct GatewayProcess {
+    pub child: Child,
+    pub config: PathBuf,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl GatewayProcess {
+    /// Starts `bin serve --config config` and waits for `ready` to accept.
+    pub fn start(bin: &Path, config: &Path, ready: SocketAddr) -> GatewayProcess {
+        let dir = config.parent().expect("config dir");
+        let stdout = dir.join("gateway.stdout");
+        let stderr = dir.join("gateway.stderr");
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn gateway");
+        let mut g = GatewayProcess {
+            child,
+            config: config.to_path_buf(),
+            stdout,
+            stderr,
+        };
+        if !wait_for_port(ready) {
+            let _ = g.child.kill();
+            panic!(
+                "gateway did not start listening on {ready}; stderr:\n{}",
+                g.stderr_text()
+            );
+        }
+        g
+    }
+
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Sends a signal by name ("TERM", "USR1", …) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Waits for exit up to `timeout`; returns the exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
