@@ -21,4 +21,4 @@ pub mod tunnel;
 pub mod upstream;
 
 pub use config::{load as load_config, Config, Diagnostics};
-pub use server::{BoundAddrs, Gateway, StartError};
+pub use server::{BoundAddrs, Gateway, Reloader, StartError};

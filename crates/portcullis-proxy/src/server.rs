@@ -48,6 +48,8 @@ pub struct BoundAddrs {
 /// A bound, not yet serving gateway.
 pub struct Gateway {
     runtime: Arc<ArcSwap<Runtime>>,
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    listen_addrs: Vec<SocketAddr>,
     listeners: Vec<TcpListener>,
     max_connections: Vec<usize>,
     handshake_timeouts: Vec<Duration>,
@@ -92,7 +94,7 @@ impl Gateway {
     pub fn bind(config: &Config) -> Result<Gateway, StartError> {
         let ticketer =
             crate::tls::new_ticketer().map_err(|e| BuildError::Tls("session tickets".into(), e))?;
-        let runtime = Runtime::build(config, Some(ticketer))?;
+        let runtime = Runtime::build(config, Some(ticketer.clone()))?;
         let mut addrs = BoundAddrs::default();
         let mut listeners = Vec::new();
         for l in &config.listeners {
@@ -114,6 +116,8 @@ impl Gateway {
         }
         Ok(Gateway {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
+            ticketer,
+            listen_addrs: config.listeners.iter().map(|l| l.addr).collect(),
             max_connections: config
                 .listeners
                 .iter()
@@ -135,6 +139,15 @@ impl Gateway {
     /// The access log, for reopening on SIGUSR1.
     pub fn access_log(&self) -> crate::accesslog::AccessLog {
         self.runtime.load().access_log.clone()
+    }
+
+    /// A handle that swaps in a new runtime built from a new config.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            runtime: self.runtime.clone(),
+            ticketer: self.ticketer.clone(),
+            listen_addrs: self.listen_addrs.clone(),
+        }
     }
 
     pub fn addrs(&self) -> &BoundAddrs {
@@ -307,5 +320,33 @@ async fn serve_tls(
     };
     if let Err(e) = res {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Applies a new config to a running gateway: builds a whole new runtime
+/// (certificates, routes, upstreams, log) and swaps it in one step. New
+/// connections use it; open ones finish on the snapshot they started with.
+/// Session-ticket keys are kept, so resumption survives the reload.
+#[derive(Clone)]
+pub struct Reloader {
+    runtime: Arc<ArcSwap<Runtime>>,
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    listen_addrs: Vec<SocketAddr>,
+}
+
+impl Reloader {
+    /// Swaps in `config`; on error the running runtime stays.
+    pub fn apply(&self, config: &Config) -> Result<(), String> {
+        let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
+        if addrs != self.listen_addrs {
+            return Err(
+                "listener addresses changed: a reload cannot move listeners yet; restart to apply"
+                    .into(),
+            );
+        }
+        let rt = Runtime::build(config, Some(self.ticketer.clone())).map_err(|e| e.to_string())?;
+        let old = self.runtime.swap(Arc::new(rt));
+        old.access_log.flush_blocking();
+        Ok(())
     }
 }

@@ -67,7 +67,6 @@ pub struct LimitsSection {
     pub max_header_size: Option<Spanned<String>>,
     pub max_headers: Option<Spanned<usize>>,
     pub header_timeout: Option<Spanned<String>>,
-    pub keepalive_timeout: Option<Spanned<String>>,
     pub handshake_timeout: Option<Spanned<String>>,
     pub h2_max_concurrent_streams: Option<Spanned<u32>>,
     pub max_connections: Option<Spanned<usize>>,

@@ -93,8 +93,10 @@ pub struct Limits {
     pub max_body_size: u64,
     pub max_header_size: usize,
     pub max_headers: usize,
+    /// Time to receive a request's headers; HTTP/1.1 keep-alive connections
+    /// idle this long are closed too (hyper starts the timer when it waits
+    /// for the next request).
     pub header_timeout: Duration,
-    pub keepalive_timeout: Duration,
     pub handshake_timeout: Duration,
     pub h2_max_concurrent_streams: u32,
     pub max_connections: usize,
@@ -107,7 +109,6 @@ impl Default for Limits {
             max_header_size: 32 * 1024,
             max_headers: 100,
             header_timeout: Duration::from_secs(10),
-            keepalive_timeout: Duration::from_secs(75),
             handshake_timeout: Duration::from_secs(10),
             h2_max_concurrent_streams: 128,
             max_connections: 10_000,

@@ -403,11 +403,6 @@ impl Validator<'_> {
             &format!("{prefix}.header_timeout"),
             base.header_timeout,
         );
-        out.keepalive_timeout = self.duration(
-            &l.keepalive_timeout,
-            &format!("{prefix}.keepalive_timeout"),
-            base.keepalive_timeout,
-        );
         out.handshake_timeout = self.duration(
             &l.handshake_timeout,
             &format!("{prefix}.handshake_timeout"),
@@ -556,7 +551,10 @@ impl Validator<'_> {
             .as_ref()
             .map(|n| n.get_ref().clone())
             .unwrap_or_else(|| format!("listener{i}"));
-        let field = format!("listener[{i}]");
+        let field = match &ls.name {
+            Some(n) => format!("listener \"{}\"", n.get_ref()),
+            None => format!("listener[{i}]"),
+        };
         let addr = self.addr(&ls.address, &format!("{field}.address"));
         let profile = match &ls.tls_profile {
             None => TlsProfile::Intermediate,

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine (run as root):
+# real clients and servers the tests drive (curl, openssl, nginx, redis-server,
+# h2load) and the Python packages of the interop tests and probes.
+# Idempotent: skips what is already there.
+set -euo pipefail
+
+need_apt=()
+for pair in curl:curl openssl:openssl python3:python3 nginx:nginx redis-server:redis-server h2load:nghttp2-client; do
+  bin=${pair%%:*}; pkg=${pair##*:}
+  command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+py_need=()
+python3 -c 'import h2' 2>/dev/null || py_need+=(h2)
+python3 -c 'import h11' 2>/dev/null || py_need+=(h11)
+python3 -c 'import requests' 2>/dev/null || py_need+=(requests)
+python3 -c 'import websockets' 2>/dev/null || py_need+=(websockets)
+if [ ${#py_need[@]} -gt 0 ]; then
+  echo "installing Python packages: ${py_need[*]}"
+  python3 -m pip install -q --disable-pip-version-check "${py_need[@]}"
+fi
+
+command -v cargo-nextest >/dev/null 2>&1 || echo "note: cargo-nextest not found; the test command falls back to cargo test"
+echo "test dependencies are installed"
