@@ -74,8 +74,6 @@ pub struct TokenRecord {
     pub expires_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redeemed_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redeemed_serial: Option<String>,
 }
 
 /// One journal line.
@@ -92,7 +90,6 @@ pub(crate) enum Event {
     TokenRedeemed {
         id: String,
         at: i64,
-        serial: String,
     },
     CrlSigned {
         number: u64,
@@ -128,16 +125,37 @@ impl InventoryState {
             Event::TokenCreated(tok) => {
                 self.tokens.insert(tok.id.clone(), tok);
             }
-            Event::TokenRedeemed { id, at, serial } => {
+            Event::TokenRedeemed { id, at } => {
                 if let Some(tok) = self.tokens.get_mut(&id) {
                     tok.redeemed_at.get_or_insert(at);
-                    tok.redeemed_serial.get_or_insert(serial);
                 }
             }
             Event::CrlSigned { number, .. } => {
                 self.last_crl_number = self.last_crl_number.max(number);
             }
         }
+    }
+
+    /// Certificates that are not revoked and expire within `within` from now (already
+    /// expired ones are left out), soonest first.
+    pub fn expiring(&self, within: Duration) -> Vec<&CertRecord> {
+        let now = now_unix();
+        let limit = now.saturating_add(within.as_secs().min(i64::MAX as u64) as i64);
+        let mut v: Vec<&CertRecord> = self
+            .certs
+            .values()
+            .filter(|r| r.revoked.is_none() && r.not_after > now && r.not_after <= limit)
+            .collect();
+        v.sort_by_key(|r| r.not_after);
+        v
+    }
+
+    /// Revoked certificates, in serial order.
+    pub fn revoked(&self) -> Vec<&CertRecord> {
+        self.certs
+            .values()
+            .filter(|r| r.revoked.is_some())
+            .collect()
     }
 
     /// Finds one certificate by serial (any case, `:` allowed) or by name.

@@ -10,9 +10,11 @@
 mod atomic_file;
 mod bundle;
 mod ca;
+mod crl;
 mod error;
 mod inventory;
 mod key;
+pub mod ocsp;
 mod revocation;
 
 pub use atomic_file::{write_private_file, write_public_file};
@@ -21,6 +23,7 @@ pub use ca::{
     Ca, CaConfig, CaInitOptions, ClientRequest, DEFAULT_CLIENT_VALIDITY, DEFAULT_SERVER_VALIDITY,
     MAX_CLIENT_VALIDITY, MAX_SERVER_VALIDITY,
 };
+pub use crl::{Crl, DEFAULT_CRL_VALIDITY};
 pub use error::PkiError;
 pub use inventory::{
     normalize_serial, CertKind, CertRecord, Inventory, InventoryState, Revocation, TokenRecord,
