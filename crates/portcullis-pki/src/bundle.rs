@@ -70,3 +70,68 @@ impl Issued {
         Ok(IssuedPaths { cert, key })
     }
 }
+
+// === PKCS#12 ===
+
+impl Issued {
+    /// A password-protected PKCS#12 (.p12) with the key, the leaf, the intermediate and
+    /// `root_pem`, for browsers, Java and Windows. PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC)
+    /// and an HMAC-SHA256 MAC: what OpenSSL 3 opens without the legacy provider.
+    pub fn to_pkcs12(&self, password: &str, root_pem: &str) -> Result<Vec<u8>, PkiError> {
+        use p12_keystore::{
+            Certificate, KeyStore, KeyStoreEntry, LocalKeyId, PrivateKey, PrivateKeyChain,
+        };
+        if password.is_empty() {
+            return Err(PkiError::InvalidRequest(
+                "the PKCS#12 password is empty".into(),
+            ));
+        }
+        let key_pem = self.key_pem.as_deref().ok_or_else(|| {
+            PkiError::InvalidRequest(
+                "no private key here (a CSR was signed): build the .p12 where the key lives".into(),
+            )
+        })?;
+        let key_der = crate::ca::pem_der(key_pem, "PRIVATE KEY")
+            .ok_or_else(|| PkiError::Pkcs12("the key is not PKCS#8 PEM".into()))?;
+        let p12err = |e: p12_keystore::error::Error| PkiError::Pkcs12(e.to_string());
+        let mut certs = Vec::new();
+        for block in pem::parse_many(&self.chain_pem)
+            .map_err(|e| PkiError::Pkcs12(e.to_string()))?
+            .iter()
+            .chain(
+                pem::parse_many(root_pem)
+                    .map_err(|e| PkiError::Pkcs12(e.to_string()))?
+                    .iter(),
+            )
+        {
+            certs.push(Certificate::from_der(block.contents()).map_err(p12err)?);
+        }
+        let key = PrivateKey::from_der(&key_der).map_err(p12err)?;
+        let local_key_id = LocalKeyId(self.serial_hex.as_bytes().to_vec());
+        let chain = PrivateKeyChain::new(local_key_id, key, certs);
+        let mut store = KeyStore::new();
+        store.add_entry(&self.serial_hex, KeyStoreEntry::PrivateKeyChain(chain));
+        store
+            .writer(password)
+            .encryption_algorithm(p12_keystore::EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
+            .mac_algorithm(p12_keystore::MacAlgorithm::HmacSha256)
+            .encryption_iterations(100_000)
+            .mac_iterations(100_000)
+            .write()
+            .map_err(p12err)
+    }
+
+    /// Writes `stem.p12` (0600) into `dir`.
+    pub fn write_pkcs12(
+        &self,
+        dir: &Path,
+        stem: &str,
+        password: &str,
+        root_pem: &str,
+    ) -> Result<PathBuf, PkiError> {
+        let der = self.to_pkcs12(password, root_pem)?;
+        let p = dir.join(format!("{stem}.p12"));
+        write_private_file(&p, &der)?;
+        Ok(p)
+    }
+}

@@ -56,6 +56,22 @@ pub struct CertRecord {
     pub revoked: Option<Revocation>,
 }
 
+impl CertRecord {
+    pub fn not_after_time(&self) -> SystemTime {
+        from_unix(self.not_after)
+    }
+
+    /// Seconds until expiry (negative once expired): the gateway's expiry gauge.
+    pub fn seconds_to_expiry(&self) -> i64 {
+        self.not_after - now_unix()
+    }
+
+    /// Neither revoked nor expired.
+    pub fn is_live(&self) -> bool {
+        self.revoked.is_none() && self.not_after > now_unix()
+    }
+}
+
 /// When and why a certificate was revoked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {

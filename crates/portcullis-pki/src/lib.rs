@@ -11,11 +11,13 @@ mod atomic_file;
 mod bundle;
 mod ca;
 mod crl;
+mod enroll;
 mod error;
 mod inventory;
 mod key;
 pub mod ocsp;
 mod revocation;
+mod snippet;
 
 pub use atomic_file::{write_private_file, write_public_file};
 pub use bundle::{Issued, IssuedPaths};
@@ -24,9 +26,11 @@ pub use ca::{
     MAX_CLIENT_VALIDITY, MAX_SERVER_VALIDITY,
 };
 pub use crl::{Crl, DEFAULT_CRL_VALIDITY};
+pub use enroll::{NewToken, MAX_TOKEN_TTL};
 pub use error::PkiError;
 pub use inventory::{
     normalize_serial, CertKind, CertRecord, Inventory, InventoryState, Revocation, TokenRecord,
 };
 pub use key::KeyAlgorithm;
 pub use revocation::RevocationReason;
+pub use snippet::{client_snippets, SnippetPaths};
