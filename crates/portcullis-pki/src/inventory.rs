@@ -66,6 +66,28 @@ impl CertRecord {
         self.not_after - now_unix()
     }
 
+    /// "valid", "expired" or "revoked (reason)".
+    pub fn status(&self) -> String {
+        match &self.revoked {
+            Some(r) => format!("revoked ({})", r.reason),
+            None if self.not_after <= now_unix() => "expired".to_string(),
+            None => "valid".to_string(),
+        }
+    }
+
+    /// JSON for `cert show --json` (with the PEM) or `cert list --json` (without).
+    pub fn to_json(&self, with_pem: bool) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            if !with_pem {
+                obj.remove("cert_pem");
+            }
+            obj.insert("status".into(), self.status().into());
+            obj.insert("not_after_rfc3339".into(), rfc3339(self.not_after).into());
+        }
+        v.to_string()
+    }
+
     /// Neither revoked nor expired.
     pub fn is_live(&self) -> bool {
         self.revoked.is_none() && self.not_after > now_unix()
@@ -363,6 +385,14 @@ fn open_journal(path: &Path) -> std::io::Result<File> {
         .append(true)
         .create(true)
         .open(path)
+}
+
+/// Unix seconds as RFC 3339 UTC (`2025-01-31T12:00:00Z`).
+pub fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| secs.to_string())
 }
 
 pub(crate) fn now_unix() -> i64 {
