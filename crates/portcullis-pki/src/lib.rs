@@ -29,7 +29,8 @@ pub use crl::{Crl, DEFAULT_CRL_VALIDITY};
 pub use enroll::{NewToken, MAX_TOKEN_TTL};
 pub use error::PkiError;
 pub use inventory::{
-    normalize_serial, rfc3339, CertKind, CertRecord, Inventory, InventoryState, Revocation, TokenRecord,
+    normalize_serial, rfc3339, CertKind, CertRecord, Inventory, InventoryState, Revocation,
+    TokenRecord,
 };
 pub use key::KeyAlgorithm;
 pub use revocation::RevocationReason;

@@ -382,3 +382,38 @@ fn encrypted_root_key_opens_with_the_passphrase_only() {
         .issue_client(&ClientRequest::new("z"))
         .unwrap();
 }
+
+#[test]
+fn crl_and_ocsp_urls_go_into_leaves_when_configured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ca = new_ca(tmp.path(), KeyAlgorithm::EcdsaP256);
+    assert!(ca
+        .update_config(|c| c.crl_url = Some("ftp://x".into()))
+        .is_err());
+    assert!(ca
+        .update_config(|c| c.max_client_validity_secs = 91 * 86_400)
+        .is_err());
+    ca.update_config(|c| {
+        c.crl_url = Some("http://gw.test/pki/crl".into());
+        c.ocsp_url = Some("http://gw.test/pki/ocsp".into());
+        c.max_client_validity_secs = 7 * 86_400;
+    })
+    .unwrap();
+    let ca = Ca::open(tmp.path()).unwrap();
+    let mut req = ClientRequest::new("u");
+    assert!(
+        ca.issue_client(&req).is_err(),
+        "30 days > lowered ceiling of 7"
+    );
+    req.validity = 7 * DAY;
+    let issued = ca.issue_client(&req).unwrap();
+    std::fs::write(tmp.path().join("u.crt"), &issued.cert_pem).unwrap();
+    let text = assert_openssl(tmp.path(), &["x509", "-in", "u.crt", "-noout", "-text"]);
+    assert!(text.contains("URI:http://gw.test/pki/crl"), "{text}");
+    assert!(
+        text.contains("OCSP - URI:http://gw.test/pki/ocsp"),
+        "{text}"
+    );
+    let uri = assert_openssl(tmp.path(), &["x509", "-in", "u.crt", "-noout", "-ocsp_uri"]);
+    assert_eq!(uri.trim(), "http://gw.test/pki/ocsp");
+}
