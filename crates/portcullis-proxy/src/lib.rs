@@ -9,6 +9,7 @@ pub mod body;
 pub mod config;
 pub mod echo;
 pub mod forward;
+pub mod mtls;
 pub mod observe;
 pub mod redirect;
 pub mod rescue;

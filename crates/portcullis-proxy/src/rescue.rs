@@ -14,7 +14,9 @@ use crate::body::ResponseBody;
 pub enum GatewayError {
     BadRequest(&'static str),
     NotFound,
-    MethodNotAllowed { allow: String },
+    MethodNotAllowed {
+        allow: String,
+    },
     PayloadTooLarge,
     HeadersTooLarge,
     MisdirectedRequest,
@@ -22,6 +24,12 @@ pub enum GatewayError {
     NoLiveUpstream,
     GatewayTimeout,
     UpgradeRefused,
+    /// 496 (nginx): the route needs a client certificate and none was sent.
+    CertRequired,
+    /// 495 (nginx): the certificate is not trusted on this route.
+    CertUntrusted,
+    /// 403: authenticated, not allowed here.
+    Forbidden,
 }
 
 impl GatewayError {
@@ -36,6 +44,13 @@ impl GatewayError {
             GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
             GatewayError::NoLiveUpstream => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::CertRequired => {
+                StatusCode::from_u16(496).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            GatewayError::CertUntrusted => {
+                StatusCode::from_u16(495).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            GatewayError::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -73,6 +88,14 @@ impl GatewayError {
                 "upgrade_refused",
                 "protocol upgrade is not allowed on this route",
             ),
+            GatewayError::CertRequired => {
+                ("client_certificate_required", "client certificate required")
+            }
+            GatewayError::CertUntrusted => (
+                "client_certificate_untrusted",
+                "the client certificate is not trusted for this resource",
+            ),
+            GatewayError::Forbidden => ("forbidden", "access to this resource is not allowed"),
         }
     }
 }

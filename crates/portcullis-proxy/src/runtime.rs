@@ -47,6 +47,8 @@ pub struct RouteRuntime {
     pub headers: HeaderSet,
     /// The `Allow` value for 405 answers.
     pub allow: String,
+    /// Client-certificate requirements.
+    pub policy: crate::mtls::policy::RoutePolicy,
 }
 
 /// The whole snapshot.
@@ -60,7 +62,32 @@ pub struct Runtime {
     pub trusted_proxies: Vec<IpNet>,
     pub access_log: AccessLog,
     pub log_format: Arc<LogFormat>,
+    /// Certificates revoked by the CRLs of all listeners.
+    pub revoked: crate::mtls::RevokedSet,
     _health: Vec<TaskGuard>,
+}
+
+fn route_policy(m: &crate::config::RouteMtls) -> crate::mtls::policy::RoutePolicy {
+    let anchors = m.client_ca.as_ref().map(|cas| {
+        cas.iter()
+            .filter_map(|c| {
+                webpki::anchor_from_trusted_cert(c)
+                    .ok()
+                    .map(|a| a.to_owned())
+            })
+            .collect()
+    });
+    crate::mtls::policy::RoutePolicy {
+        required: m.required,
+        anchors,
+        allow_subjects: m.allow_subjects.clone(),
+        allow_dns: m.allow_dns.clone(),
+        allow_uris: m.allow_uris.clone(),
+        allow_emails: m.allow_emails.clone(),
+        allow_spiffe: m.allow_spiffe.clone(),
+        pin_cert_sha256: m.pin_cert_sha256.clone(),
+        pin_spki_sha256: m.pin_spki_sha256.clone(),
+    }
 }
 
 /// The security headers of a config as a header set.
@@ -158,12 +185,20 @@ impl Runtime {
                     upstream: upstreams[r.upstream].clone(),
                     headers,
                     allow,
+                    policy: route_policy(&r.mtls),
                 }
             })
             .collect();
         let access_log =
             AccessLog::open(cfg.log.access_target.clone()).map_err(BuildError::AccessLog)?;
+        let mut crls = Vec::new();
+        for l in &cfg.listeners {
+            if let Ok(c) = crate::config::read_crls(&l.crl_paths) {
+                crls.extend(c);
+            }
+        }
         Ok(Runtime {
+            revoked: crate::mtls::RevokedSet::from_crls(&crls),
             listeners,
             router: Router::new(&cfg.routes),
             routes,

@@ -18,9 +18,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, RedirectConfig};
+use crate::mtls::{ClientIdentity, ConnRegistry};
 use crate::runtime::{BuildError, Runtime};
 use crate::stack::{self, ConnInfo};
 
@@ -50,6 +50,8 @@ pub struct Gateway {
     runtime: Arc<ArcSwap<Runtime>>,
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
     listen_addrs: Vec<SocketAddr>,
+    registry: Arc<ConnRegistry>,
+    config: Arc<ArcSwap<Config>>,
     listeners: Vec<TcpListener>,
     max_connections: Vec<usize>,
     handshake_timeouts: Vec<Duration>,
@@ -91,10 +93,10 @@ fn bind_std(addr: SocketAddr) -> Result<TcpListener, StartError> {
 
 impl Gateway {
     /// Builds the runtime and binds every listener. Must run inside a tokio runtime.
-    pub fn bind(config: &Config) -> Result<Gateway, StartError> {
+    pub fn bind(config: Arc<Config>) -> Result<Gateway, StartError> {
         let ticketer =
             crate::tls::new_ticketer().map_err(|e| BuildError::Tls("session tickets".into(), e))?;
-        let runtime = Runtime::build(config, Some(ticketer.clone()))?;
+        let runtime = Runtime::build(&config, Some(ticketer.clone()))?;
         let mut addrs = BoundAddrs::default();
         let mut listeners = Vec::new();
         for l in &config.listeners {
@@ -118,6 +120,8 @@ impl Gateway {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             ticketer,
             listen_addrs: config.listeners.iter().map(|l| l.addr).collect(),
+            registry: Arc::new(ConnRegistry::default()),
+            config: Arc::new(ArcSwap::new(config.clone())),
             max_connections: config
                 .listeners
                 .iter()
@@ -147,6 +151,8 @@ impl Gateway {
             runtime: self.runtime.clone(),
             ticketer: self.ticketer.clone(),
             listen_addrs: self.listen_addrs.clone(),
+            registry: self.registry.clone(),
+            config: self.config.clone(),
         }
     }
 
@@ -158,6 +164,7 @@ impl Gateway {
     /// up to the shutdown timeout for open requests, flushes the access log.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let reloader = self.reloader();
         let conn_ids = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         let mut limits = Vec::new();
@@ -171,6 +178,7 @@ impl Gateway {
                 max_connections: self.max_connections[i],
                 handshake_timeout: self.handshake_timeouts[i],
                 stop: stop_rx.clone(),
+                registry: self.registry.clone(),
                 conn_ids: conn_ids.clone(),
             };
             tasks.push(tokio::spawn(accept_loop(l, ctx, stop_rx.clone())));
@@ -187,6 +195,7 @@ impl Gateway {
         for l in self.echo {
             tasks.push(tokio::spawn(crate::echo::serve(l, stop_rx.clone())));
         }
+        tasks.push(tokio::spawn(watch_crls(reloader, stop_rx.clone())));
         tracing::info!(listeners = ?self.addrs.listeners, redirects = ?self.addrs.redirects, "portcullis is serving");
         shutdown.await;
         tracing::info!(
@@ -218,6 +227,7 @@ struct AcceptCtx {
     handshake_timeout: Duration,
     stop: watch::Receiver<bool>,
     conn_ids: Arc<AtomicU64>,
+    registry: Arc<ConnRegistry>,
 }
 
 async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Receiver<bool>) {
@@ -252,17 +262,19 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Rec
         let rt = ctx.runtime.load_full();
         let id = ctx.conn_ids.fetch_add(1, Ordering::Relaxed) + 1;
         let stop = ctx.stop.clone();
+        let registry = ctx.registry.clone();
         let listener_idx = ctx.listener;
         let hs_timeout = ctx.handshake_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            serve_tls(rt, tcp, peer, listener_idx, id, hs_timeout, stop).await;
+            serve_tls(rt, registry, tcp, peer, listener_idx, id, hs_timeout, stop).await;
         });
     }
 }
 
 async fn serve_tls(
     rt: Arc<Runtime>,
+    registry: Arc<ConnRegistry>,
     tcp: TcpStream,
     peer: SocketAddr,
     listener: usize,
@@ -273,19 +285,49 @@ async fn serve_tls(
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(peer);
     let lr = &rt.listeners[listener];
-    let acceptor = TlsAcceptor::from(lr.tls.clone());
-    let tls = match tokio::time::timeout(hs_timeout, acceptor.accept(tcp)).await {
+    // Read the ClientHello first so a failed handshake can be logged with its SNI.
+    let mut sni_seen: Option<String> = None;
+    let handshake = async {
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+        sni_seen = start.client_hello().server_name().map(str::to_owned);
+        start.into_stream(lr.tls.clone()).await
+    };
+    let tls = match tokio::time::timeout(hs_timeout, handshake).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            tracing::debug!(%peer, listener = %lr.name, error = %e, "TLS handshake failed");
+            let reason = crate::mtls::failure_reason(&e);
+            if matches!(reason, "client_closed" | "io") {
+                tracing::debug!(%peer, listener = %lr.name, sni = sni_seen.as_deref().unwrap_or("-"), reason, "TLS handshake aborted");
+            } else {
+                tracing::info!(%peer, listener = %lr.name, sni = sni_seen.as_deref().unwrap_or("-"), reason, error = %e, "TLS handshake failed");
+            }
             return;
         }
         Err(_) => {
-            tracing::debug!(%peer, listener = %lr.name, "TLS handshake timed out");
+            tracing::info!(%peer, listener = %lr.name, sni = sni_seen.as_deref().unwrap_or("-"), reason = "timeout", "TLS handshake timed out");
             return;
         }
     };
     let (_, sc) = tls.get_ref();
+    let identity = sc.peer_certificates().and_then(|chain| match ClientIdentity::from_chain(chain) {
+        Ok(id) => Some(Arc::new(id)),
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "verified client certificate could not be parsed");
+            None
+        }
+    });
+    // Register authenticated connections so a revocation can close them at once.
+    let (_registration, kill) = match &identity {
+        Some(idn) => {
+            if rt.revoked.revokes(idn) {
+                return;
+            }
+            let (r, k) = registry.register(id, idn.clone());
+            (Some(r), Some(k))
+        }
+        None => (None, None),
+    };
     let info = Arc::new(ConnInfo {
         id,
         peer,
@@ -302,6 +344,9 @@ async fn serve_tls(
             .unwrap_or("-"),
         session_reused: matches!(sc.handshake_kind(), Some(rustls::HandshakeKind::Resumed)),
         requests: AtomicU64::new(0),
+        identity,
+        kill: kill.clone(),
+        route_ca: std::sync::Mutex::new(Vec::new()),
     });
     let rt2 = rt.clone();
     let service = service_fn(move |req| stack::handle(rt2.clone(), info.clone(), req));
@@ -310,8 +355,25 @@ async fn serve_tls(
         .serve_connection_with_upgrades(TokioIo::new(tls), service)
         .into_owned();
     tokio::pin!(conn);
+    let revoked = async move {
+        match kill {
+            Some(mut k) => {
+                while !*k.borrow() {
+                    if k.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
     let res = tokio::select! {
         r = conn.as_mut() => r,
+        _ = revoked => {
+            // The client's certificate was revoked: drop the connection now, mid-request or not.
+            tracing::info!(%peer, conn = id, "connection closed: client certificate revoked");
+            return;
+        }
         _ = stop.changed() => {
             // Finish the request in flight, then close (GOAWAY on HTTP/2).
             conn.as_mut().graceful_shutdown();
@@ -332,11 +394,13 @@ pub struct Reloader {
     runtime: Arc<ArcSwap<Runtime>>,
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
     listen_addrs: Vec<SocketAddr>,
+    registry: Arc<ConnRegistry>,
+    config: Arc<ArcSwap<Config>>,
 }
 
 impl Reloader {
     /// Swaps in `config`; on error the running runtime stays.
-    pub fn apply(&self, config: &Config) -> Result<(), String> {
+    pub fn apply(&self, config: Arc<Config>) -> Result<(), String> {
         let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
         if addrs != self.listen_addrs {
             return Err(
@@ -344,9 +408,72 @@ impl Reloader {
                     .into(),
             );
         }
+        self.swap(&config)?;
+        self.config.store(config);
+        Ok(())
+    }
+
+    /// Rebuilds the runtime from the current config, re-reading the files it
+    /// names (CRLs, certificates); used when a CRL file changes.
+    pub fn refresh(&self) -> Result<(), String> {
+        let cfg = self.config.load_full();
+        self.swap(&cfg)
+    }
+
+    fn swap(&self, config: &Config) -> Result<(), String> {
         let rt = Runtime::build(config, Some(self.ticketer.clone())).map_err(|e| e.to_string())?;
+        let closed = self.registry.close_revoked(&rt.revoked);
         let old = self.runtime.swap(Arc::new(rt));
+        if closed > 0 {
+            tracing::warn!(
+                closed,
+                "closed live connections whose client certificate is now revoked"
+            );
+        }
         old.access_log.flush_blocking();
         Ok(())
+    }
+
+    /// The CRL files of the current config with their modification stamps.
+    fn crl_stamps(&self) -> Vec<(std::path::PathBuf, Option<(std::time::SystemTime, u64)>)> {
+        let cfg = self.config.load();
+        cfg.listeners
+            .iter()
+            .flat_map(|l| l.crl_paths.iter())
+            .map(|p| {
+                (
+                    p.clone(),
+                    std::fs::metadata(p)
+                        .ok()
+                        .and_then(|m| Some((m.modified().ok()?, m.len()))),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Polls the CRL files every 250 ms; a change rebuilds the runtime (new
+/// handshakes see the new CRL) and closes live connections it revokes.
+async fn watch_crls(reloader: Reloader, mut stop: watch::Receiver<bool>) {
+    let mut last = reloader.crl_stamps();
+    if last.is_empty() {
+        // Nothing to watch until a reload adds CRLs; check rarely.
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = reloader.crl_stamps();
+        if now != last {
+            match reloader.refresh() {
+                Ok(()) => tracing::info!("CRL changed on disk: revocations applied"),
+                Err(e) => tracing::error!(
+                    "CRL changed on disk but could not be loaded; the previous one stays: {e}"
+                ),
+            }
+            last = now;
+        }
     }
 }

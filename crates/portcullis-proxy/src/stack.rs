@@ -39,6 +39,12 @@ pub struct ConnInfo {
     pub cipher: &'static str,
     pub session_reused: bool,
     pub requests: AtomicU64,
+    /// The verified client certificate, parsed once.
+    pub identity: Option<Arc<crate::mtls::ClientIdentity>>,
+    /// Turns true when the client's certificate is revoked (tunnels watch it too).
+    pub kill: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Per route: does the chain lead to that route's CAs (cached per connection)?
+    pub route_ca: std::sync::Mutex<Vec<(usize, bool)>>,
 }
 
 /// What the access log needs once the response has been sent.
@@ -251,6 +257,34 @@ async fn proxy(
         }
     }
 
+    // Client-certificate policy of the route (the handshake already verified the chain).
+    if route.policy.is_active() {
+        let verdict = route.policy.check(conn.identity.as_ref(), |id| {
+            let Ok(mut cache) = conn.route_ca.lock() else {
+                return route.policy.chain_under_route_cas(id);
+            };
+            if let Some((_, ok)) = cache.iter().find(|(r, _)| *r == ri) {
+                return *ok;
+            }
+            let ok = route.policy.chain_under_route_cas(id);
+            cache.push((ri, ok));
+            ok
+        });
+        if let Err(denial) = verdict {
+            use crate::mtls::policy::Denial;
+            let (err, reason) = match denial {
+                Denial::Missing => (
+                    GatewayError::CertRequired,
+                    "no client certificate".to_string(),
+                ),
+                Denial::Untrusted(r) => (GatewayError::CertUntrusted, r),
+                Denial::Forbidden(r) => (GatewayError::Forbidden, r),
+            };
+            tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, %reason, "client certificate refused by route policy");
+            return Err((err, Some(ri)));
+        }
+    }
+
     // Body limit: refuse a declared size at once, cut a streamed one when it passes the limit.
     let limit = rt.listeners[conn.listener].limits.max_body_size;
     if http_body::Body::size_hint(req.body()).lower() > limit {
@@ -290,6 +324,22 @@ async fn proxy(
     let headers = &mut parts.headers;
     forward::strip_hop_by_hop(headers, upgrade);
     forward::strip_client_assertions(headers);
+    let formats = &route.cfg.mtls.identity_headers;
+    if !formats.is_empty() {
+        match &conn.identity {
+            Some(id) => crate::mtls::headers::add_identity_headers(
+                headers,
+                id,
+                formats,
+                &route.cfg.mtls.header_names,
+            ),
+            None => crate::mtls::headers::add_no_identity(
+                headers,
+                formats,
+                &route.cfg.mtls.header_names,
+            ),
+        }
+    }
     let peer = conn.peer.ip();
     let client = forward::client_ip(peer, headers, &rt.trusted_proxies);
     forward::set_forwarded(
@@ -401,6 +451,7 @@ async fn proxy(
                     upstream_upgrade,
                     route.cfg.upgrade_idle_timeout,
                     log.request_id.clone(),
+                    conn.kill.clone(),
                 );
                 forward::clean_response_headers(resp.headers_mut(), true);
                 let (p, _) = resp.into_parts();

@@ -12,7 +12,14 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Starts the tunnel once both upgrades complete.
-pub fn spawn(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, request_id: String) {
+/// `kill` turns true when the client's certificate is revoked: the tunnel closes at once.
+pub fn spawn(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    idle: Duration,
+    request_id: String,
+    kill: Option<tokio::sync::watch::Receiver<bool>>,
+) {
     tokio::spawn(async move {
         let (c, u) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
@@ -25,6 +32,7 @@ pub fn spawn(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, request_id:
         let (mut ur, mut uw) = tokio::io::split(TokioIo::new(u));
         let mut cbuf = vec![0u8; 16 * 1024];
         let mut ubuf = vec![0u8; 16 * 1024];
+        let mut kill = kill;
         let mut client_open = true;
         let mut upstream_open = true;
         loop {
@@ -40,6 +48,15 @@ pub fn spawn(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, request_id:
                     Ok(0) | Err(_) => { upstream_open = false; let _ = cw.shutdown().await; }
                     Ok(n) => if cw.write_all(&ubuf[..n]).await.is_err() { break },
                 },
+                _ = async {
+                    match kill.as_mut() {
+                        Some(k) => { while !*k.borrow() { if k.changed().await.is_err() { std::future::pending::<()>().await } } }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {
+                    tracing::info!(%request_id, "upgraded connection closed: client certificate revoked");
+                    break;
+                }
                 _ = tokio::time::sleep(idle) => {
                     tracing::debug!(%request_id, "upgraded connection idle for {:?}: closed", idle);
                     break;

@@ -4,6 +4,7 @@
 //! config or usage).
 #![forbid(unsafe_code)]
 
+mod pki_cli;
 mod quickstart;
 mod serve;
 
@@ -41,6 +42,17 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The internal CA: create it, show it.
+    #[command(subcommand)]
+    Ca(pki_cli::CaCommand),
+    /// Client and server certificates: issue, list, show, revoke.
+    #[command(subcommand)]
+    Cert(pki_cli::CertCommand),
+    /// One-time enrollment tokens.
+    #[command(subcommand)]
+    Token(pki_cli::TokenCommand),
+    /// Sign a fresh CRL.
+    Crl(pki_cli::CrlArgs),
     /// Run only the built-in echo upstream (answers with the request it saw, as JSON).
     Echo {
         #[arg(long, default_value = "127.0.0.1:9090")]
@@ -55,5 +67,19 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve::serve(&config),
         Command::Check { config } => serve::check(&config),
         Command::Echo { listen } => serve::echo_only(listen),
+        Command::Ca(c) => report(pki_cli::run_ca(c)),
+        Command::Cert(c) => report(pki_cli::run_cert(c)),
+        Command::Token(c) => report(pki_cli::run_token(c)),
+        Command::Crl(a) => report(pki_cli::run_crl(a)),
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -76,8 +76,9 @@ pub fn run_gateway(cfg: Config, on_ready: impl FnOnce(&portcullis_proxy::BoundAd
             return ExitCode::FAILURE;
         }
     };
+    let cfg = std::sync::Arc::new(cfg);
     rt.block_on(async move {
-        let gw = match Gateway::bind(&cfg) {
+        let gw = match Gateway::bind(cfg.clone()) {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -159,7 +160,7 @@ fn spawn_reload_on_sighup(path: std::path::PathBuf, reloader: portcullis_proxy::
                     for w in diags.warnings() {
                         tracing::warn!("{w}");
                     }
-                    match reloader.apply(&cfg) {
+                    match reloader.apply(std::sync::Arc::new(cfg)) {
                         Ok(()) => {
                             tracing::info!(config = %path.display(), "SIGHUP: configuration reloaded")
                         }

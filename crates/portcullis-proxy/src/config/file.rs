@@ -109,6 +109,17 @@ pub struct ListenerSection {
     /// PEM bundles of CAs trusted for client certificates.
     #[serde(default)]
     pub client_ca: Vec<Spanned<String>>,
+    /// Issuers allowed above the client's leaf (nginx's ssl_verify_depth; default 2).
+    pub verify_depth: Option<Spanned<usize>>,
+    /// Require the clientAuth extended key usage (default true).
+    pub require_client_auth_eku: Option<bool>,
+    /// CRL files (PEM or DER), reloaded when they change.
+    #[serde(default)]
+    pub crl: Vec<Spanned<String>>,
+    /// "chain" (default) or "leaf": which certificates CRLs are checked for.
+    pub crl_scope: Option<Spanned<String>>,
+    /// "reject" (default) or "warn": what an expired CRL means.
+    pub crl_expired: Option<Spanned<String>>,
     pub limits: Option<LimitsSection>,
 }
 
@@ -221,6 +232,47 @@ pub struct RouteSection {
     /// Listener names this route is served on; default all.
     pub listeners: Option<Vec<Spanned<String>>>,
     pub security_headers: Option<SecurityHeadersSection>,
+    /// "required" or "optional" (default): a client certificate for this route.
+    pub client_cert: Option<Spanned<String>>,
+    /// CAs this route trusts (a subset of its listeners' `client_ca`).
+    #[serde(default)]
+    pub client_ca: Vec<Spanned<String>>,
+    /// Subject DN patterns in RFC 2253 form, `*` as wildcard ("CN=*,O=Payments").
+    #[serde(default)]
+    pub allow_subjects: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allow_dns: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allow_uris: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allow_emails: Vec<Spanned<String>>,
+    /// SPIFFE IDs, exact or prefix ("spiffe://example.org/ns/pay/*").
+    #[serde(default)]
+    pub allow_spiffe: Vec<Spanned<String>>,
+    /// SHA-256 of allowed certificates (hex, colons allowed).
+    #[serde(default)]
+    pub pin_cert_sha256: Vec<Spanned<String>>,
+    /// SHA-256 of allowed public keys (base64 of the SPKI hash, as Envoy).
+    #[serde(default)]
+    pub pin_spki_sha256: Vec<Spanned<String>>,
+    /// Identity headers to the backend: "nginx", "xfcc", "rfc9440".
+    #[serde(default)]
+    pub identity_headers: Vec<Spanned<String>>,
+    /// Names of the nginx-style headers.
+    pub identity_header_names: Option<IdentityHeaderNamesSection>,
+}
+
+/// `[route.identity_header_names]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityHeaderNamesSection {
+    pub cert: Option<Spanned<String>>,
+    pub dn: Option<Spanned<String>>,
+    pub issuer_dn: Option<Spanned<String>>,
+    pub verify: Option<Spanned<String>>,
+    pub serial: Option<Spanned<String>>,
+    pub fingerprint: Option<Spanned<String>>,
+    pub not_after: Option<Spanned<String>>,
 }
 
 /// `[[echo]]`: a built-in echo upstream (answers with the request it saw, as JSON).

@@ -175,6 +175,12 @@ pub struct ListenerConfig {
     pub certificates: Vec<CertifiedKeyConfig>,
     pub client_auth: ClientAuth,
     pub client_ca: Vec<CertificateDer<'static>>,
+    pub verify_depth: usize,
+    pub require_client_auth_eku: bool,
+    /// CRL files, read at each runtime build (and so on change).
+    pub crl_paths: Vec<PathBuf>,
+    pub crl_scope: crate::mtls::CrlScope,
+    pub crl_expired: crate::mtls::CrlExpiredPolicy,
     pub limits: Limits,
 }
 
@@ -258,4 +264,57 @@ pub struct RouteConfig {
     /// Indices of the listeners serving this route; empty = all.
     pub listeners: Vec<usize>,
     pub security_headers: SecurityHeaders,
+    pub mtls: RouteMtls,
+}
+
+/// A route's client-certificate settings.
+#[derive(Debug, Clone, Default)]
+pub struct RouteMtls {
+    pub required: bool,
+    pub client_ca: Option<Vec<CertificateDer<'static>>>,
+    pub allow_subjects: Vec<String>,
+    pub allow_dns: Vec<String>,
+    pub allow_uris: Vec<String>,
+    pub allow_emails: Vec<String>,
+    pub allow_spiffe: Vec<String>,
+    pub pin_cert_sha256: Vec<String>,
+    pub pin_spki_sha256: Vec<String>,
+    pub identity_headers: Vec<crate::mtls::headers::IdentityFormat>,
+    pub header_names: crate::mtls::headers::NginxHeaderNames,
+}
+
+/// Reads CRL files (PEM or DER).
+pub fn read_crls(
+    paths: &[PathBuf],
+) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateRevocationListDer;
+    let mut out = Vec::new();
+    for p in paths {
+        let data = std::fs::read(p).map_err(|e| format!("cannot read CRL {}: {e}", p.display()))?;
+        if data.starts_with(b"-----") || data.windows(10).any(|w| w == b"-----BEGIN") {
+            let crls: Result<Vec<_>, _> =
+                CertificateRevocationListDer::pem_slice_iter(&data).collect();
+            match crls {
+                Ok(c) if !c.is_empty() => out.extend(c),
+                _ => return Err(format!("{} holds no PEM X509 CRL", p.display())),
+            }
+        } else {
+            out.push(CertificateRevocationListDer::from(data));
+        }
+    }
+    for (i, c) in out.iter().enumerate() {
+        if x509_parser::prelude::FromDer::from_der(c.as_ref())
+            .map(
+                |(_, _): (
+                    _,
+                    x509_parser::revocation_list::CertificateRevocationList<'_>,
+                )| (),
+            )
+            .is_err()
+        {
+            return Err(format!("CRL #{} cannot be parsed", i + 1));
+        }
+    }
+    Ok(out)
 }

@@ -229,6 +229,33 @@ impl Validator<'_> {
                 routes.push(rc);
             }
         }
+        for (i, rc) in routes.iter().enumerate() {
+            let m = &rc.mtls;
+            let active = m.required
+                || m.client_ca.is_some()
+                || !m.allow_subjects.is_empty()
+                || !m.allow_dns.is_empty()
+                || !m.allow_uris.is_empty()
+                || !m.allow_emails.is_empty()
+                || !m.allow_spiffe.is_empty()
+                || !m.pin_cert_sha256.is_empty()
+                || !m.pin_spki_sha256.is_empty()
+                || !m.identity_headers.is_empty();
+            if !active {
+                continue;
+            }
+            for (li, l) in listeners.iter().enumerate() {
+                let serves = rc.listeners.is_empty() || rc.listeners.contains(&li);
+                if serves && l.client_auth == ClientAuth::Off {
+                    self.r.error(
+                        f.routes.get(i).map(|s| s.span()),
+                        &format!("route \"{}\"", rc.name),
+                        format!("the route checks client certificates but listener \"{}\" never asks for one (client_auth = \"off\")", l.name),
+                        Some(format!("set client_auth = \"optional\" on listener \"{}\", or limit the route with listeners = [...]", l.name)),
+                    );
+                }
+            }
+        }
         let mut route_names = HashMap::new();
         for (i, rc) in routes.iter().enumerate() {
             if route_names.insert(rc.name.clone(), i).is_some() {
@@ -654,7 +681,80 @@ impl Validator<'_> {
             Some(l) => self.limits(l, global.clone(), &format!("{field}.limits")),
             None => global.clone(),
         };
+        let verify_depth = match &ls.verify_depth {
+            None => 2,
+            Some(d) if (1..=10).contains(d.get_ref()) => *d.get_ref(),
+            Some(d) => {
+                self.r.error(
+                    span(d),
+                    &format!("{field}.verify_depth"),
+                    "must be between 1 and 10",
+                    Some(
+                        "2 allows root → intermediate → client, as the guide's ssl_verify_depth 2"
+                            .to_string(),
+                    ),
+                );
+                2
+            }
+        };
+        let mut crl_paths = Vec::new();
+        for (j, c) in ls.crl.iter().enumerate() {
+            let path = self.resolve(c.get_ref());
+            match read_crls(std::slice::from_ref(&path)) {
+                Ok(crls) => {
+                    for crl in &crls {
+                        self.check_crl_dates(crl, c, &format!("{field}.crl[{j}]"));
+                    }
+                }
+                Err(e) => self.r.error(
+                    span(c),
+                    &format!("{field}.crl[{j}]"),
+                    e,
+                    Some("give a PEM (-----BEGIN X509 CRL-----) or DER CRL file".to_string()),
+                ),
+            }
+            crl_paths.push(path);
+        }
+        if !ls.crl.is_empty() && client_auth == ClientAuth::Off {
+            self.r.error(
+                span(&ls.crl[0]),
+                &format!("{field}.crl"),
+                "CRLs are given but client_auth is \"off\"",
+                Some("set client_auth = \"optional\" or \"required\", or remove crl".to_string()),
+            );
+        }
+        let crl_scope = match ls.crl_scope.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("chain") => crate::mtls::CrlScope::Chain,
+            Some("leaf") => crate::mtls::CrlScope::Leaf,
+            Some(other) => {
+                self.r.error(
+                    ls.crl_scope.as_ref().map(|s| s.span()),
+                    &format!("{field}.crl_scope"),
+                    format!("unknown value \"{other}\""),
+                    Some("use \"chain\" or \"leaf\"".to_string()),
+                );
+                crate::mtls::CrlScope::Chain
+            }
+        };
+        let crl_expired = match ls.crl_expired.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("reject") => crate::mtls::CrlExpiredPolicy::Reject,
+            Some("warn") => crate::mtls::CrlExpiredPolicy::Warn,
+            Some(other) => {
+                self.r.error(
+                    ls.crl_expired.as_ref().map(|s| s.span()),
+                    &format!("{field}.crl_expired"),
+                    format!("unknown value \"{other}\""),
+                    Some("use \"reject\" or \"warn\"".to_string()),
+                );
+                crate::mtls::CrlExpiredPolicy::Reject
+            }
+        };
         Some(ListenerConfig {
+            verify_depth,
+            require_client_auth_eku: ls.require_client_auth_eku.unwrap_or(true),
+            crl_paths,
+            crl_scope,
+            crl_expired,
             name,
             addr: addr?,
             profile,
@@ -849,6 +949,144 @@ impl Validator<'_> {
             default: cs.default,
             not_after: info.not_after,
         })
+    }
+
+    fn check_crl_dates(
+        &mut self,
+        crl: &rustls_pki_types::CertificateRevocationListDer<'_>,
+        at: &Spanned<String>,
+        field: &str,
+    ) {
+        use x509_parser::prelude::FromDer;
+        if let Ok((_, c)) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(crl.as_ref())
+        {
+            if let Some(next) = c.next_update() {
+                let ts = next.timestamp();
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                if ts < now {
+                    self.r.warn(span(at), field, format!("the CRL from \"{}\" expired (nextUpdate passed)", c.issuer()), Some("publish a fresh CRL; with crl_expired = \"reject\" clients of this issuer are refused until then".to_string()));
+                }
+            }
+        }
+    }
+
+    fn route_mtls(&mut self, rs: &RouteSection, field: &str) -> RouteMtls {
+        use crate::mtls::headers::{IdentityFormat, NginxHeaderNames};
+        let mut m = RouteMtls::default();
+        match rs.client_cert.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("optional") => {}
+            Some("required") => m.required = true,
+            Some(other) => self.r.error(
+                rs.client_cert.as_ref().map(|s| s.span()),
+                &format!("{field}.client_cert"),
+                format!("unknown value \"{other}\""),
+                Some("use \"required\" or \"optional\"".to_string()),
+            ),
+        }
+        if !rs.client_ca.is_empty() {
+            let mut cas = Vec::new();
+            for (j, p) in rs.client_ca.iter().enumerate() {
+                cas.extend(self.cert_bundle(p, &format!("{field}.client_ca[{j}]")));
+            }
+            m.client_ca = Some(cas);
+        }
+        let strings = |v: &Vec<Spanned<String>>| {
+            v.iter()
+                .map(|s| s.get_ref().trim().to_string())
+                .collect::<Vec<_>>()
+        };
+        m.allow_subjects = strings(&rs.allow_subjects);
+        m.allow_dns = strings(&rs.allow_dns)
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        m.allow_uris = strings(&rs.allow_uris);
+        m.allow_emails = strings(&rs.allow_emails);
+        m.allow_spiffe = strings(&rs.allow_spiffe);
+        for s in &rs.allow_spiffe {
+            if !s.get_ref().starts_with("spiffe://") {
+                self.r.error(
+                    span(s),
+                    &format!("{field}.allow_spiffe"),
+                    format!("\"{}\" is not a SPIFFE ID", s.get_ref()),
+                    Some(
+                        "write spiffe://trust-domain/path, or end with /* for a prefix".to_string(),
+                    ),
+                );
+            }
+        }
+        for p in &rs.pin_cert_sha256 {
+            let hex: String = p
+                .get_ref()
+                .chars()
+                .filter(|c| *c != ':')
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                self.r.error(
+                    span(p),
+                    &format!("{field}.pin_cert_sha256"),
+                    "is not a SHA-256 fingerprint",
+                    Some(
+                        "64 hex digits: openssl x509 -in client.crt -noout -fingerprint -sha256"
+                            .to_string(),
+                    ),
+                );
+            } else {
+                m.pin_cert_sha256.push(hex);
+            }
+        }
+        for p in &rs.pin_spki_sha256 {
+            use base64::Engine;
+            match base64::engine::general_purpose::STANDARD.decode(p.get_ref().trim()) {
+                Ok(b) if b.len() == 32 => m.pin_spki_sha256.push(p.get_ref().trim().to_string()),
+                _ => self.r.error(span(p), &format!("{field}.pin_spki_sha256"), "is not a base64 SHA-256", Some("openssl x509 -in c.crt -noout -pubkey | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64".to_string())),
+            }
+        }
+        for f in &rs.identity_headers {
+            match f.get_ref().as_str() {
+                "nginx" => m.identity_headers.push(IdentityFormat::Nginx),
+                "xfcc" => m.identity_headers.push(IdentityFormat::Xfcc),
+                "rfc9440" => m.identity_headers.push(IdentityFormat::Rfc9440),
+                other => self.r.error(
+                    span(f),
+                    &format!("{field}.identity_headers"),
+                    format!("unknown format \"{other}\""),
+                    Some("use \"nginx\", \"xfcc\" or \"rfc9440\"".to_string()),
+                ),
+            }
+        }
+        let mut names = NginxHeaderNames::default();
+        if let Some(n) = &rs.identity_header_names {
+            let set = |v: &Option<Spanned<String>>,
+                       slot: &mut http::header::HeaderName,
+                       r: &mut Reporter| {
+                if let Some(v) = v {
+                    match http::header::HeaderName::from_bytes(v.get_ref().as_bytes()) {
+                        Ok(h) => *slot = h,
+                        Err(_) => r.error(
+                            span(v),
+                            &format!("{field}.identity_header_names"),
+                            format!("\"{}\" is not a header name", v.get_ref()),
+                            None,
+                        ),
+                    }
+                }
+            };
+            set(&n.cert, &mut names.cert, &mut self.r);
+            set(&n.dn, &mut names.dn, &mut self.r);
+            set(&n.issuer_dn, &mut names.issuer_dn, &mut self.r);
+            set(&n.verify, &mut names.verify, &mut self.r);
+            set(&n.serial, &mut names.serial, &mut self.r);
+            set(&n.fingerprint, &mut names.fingerprint, &mut self.r);
+            set(&n.not_after, &mut names.not_after, &mut self.r);
+        }
+        m.header_names = names;
+        m
     }
 
     fn upstream(&mut self, i: usize, u: &Spanned<UpstreamSection>) -> Option<UpstreamConfig> {
@@ -1235,6 +1473,7 @@ impl Validator<'_> {
             websocket: rs.websocket.unwrap_or(true),
             listeners: route_listeners,
             security_headers,
+            mtls: self.route_mtls(rs, &field),
             name,
         })
     }

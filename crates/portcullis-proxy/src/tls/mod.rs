@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use rustls::crypto::aws_lc_rs as provider;
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
-use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -137,18 +136,22 @@ pub fn server_config(
     let builder = match l.client_auth {
         ClientAuth::Off => builder.with_no_client_auth(),
         mode => {
-            let mut roots = RootCertStore::empty();
-            for ca in &l.client_ca {
-                roots
-                    .add(ca.clone())
-                    .map_err(|e| TlsError::Verifier(format!("client CA: {e}")))?;
-            }
-            let mut vb =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-            if mode == ClientAuth::Optional {
-                vb = vb.allow_unauthenticated();
-            }
-            let verifier = vb.build().map_err(|e| TlsError::Verifier(e.to_string()))?;
+            let crls = crate::config::read_crls(&l.crl_paths).map_err(TlsError::Other)?;
+            let settings = crate::mtls::VerifierSettings {
+                mandatory: mode == ClientAuth::Required,
+                verify_depth: l.verify_depth,
+                require_client_auth_eku: l.require_client_auth_eku,
+                crl_scope: l.crl_scope,
+                crl_expired: l.crl_expired,
+            };
+            let verifier = crate::mtls::ClientVerifier::new(
+                &l.client_ca,
+                &crls,
+                settings,
+                provider.signature_verification_algorithms,
+            )
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+            let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(verifier);
             builder.with_client_cert_verifier(verifier)
         }
     };

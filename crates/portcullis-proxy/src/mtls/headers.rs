@@ -1,0 +1,194 @@
+//! Identity headers for backends, in the format each backend expects.
+//!
+//! Owns the encodings: nginx style (X-SSL-Client-Cert as URL-escaped PEM
+//! like $ssl_client_escaped_cert, X-SSL-Client-DN in RFC 2253 form, -Verify,
+//! -Serial, -Fingerprint, -Not-After; names configurable), Envoy's
+//! X-Forwarded-Client-Cert, and RFC 9440 Client-Cert / Client-Cert-Chain.
+//! Clients' own copies are removed by `forward::strip_client_assertions`
+//! before these are added.
+
+use base64::Engine;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::identity::{pem_encode, ClientIdentity};
+
+/// Which format a route sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityFormat {
+    Nginx,
+    Xfcc,
+    Rfc9440,
+}
+
+/// Header names of the nginx style (defaults match common nginx setups).
+#[derive(Debug, Clone)]
+pub struct NginxHeaderNames {
+    pub cert: HeaderName,
+    pub dn: HeaderName,
+    pub issuer_dn: HeaderName,
+    pub verify: HeaderName,
+    pub serial: HeaderName,
+    pub fingerprint: HeaderName,
+    pub not_after: HeaderName,
+}
+
+impl Default for NginxHeaderNames {
+    fn default() -> Self {
+        NginxHeaderNames {
+            cert: HeaderName::from_static("x-ssl-client-cert"),
+            dn: HeaderName::from_static("x-ssl-client-dn"),
+            issuer_dn: HeaderName::from_static("x-ssl-client-i-dn"),
+            verify: HeaderName::from_static("x-ssl-client-verify"),
+            serial: HeaderName::from_static("x-ssl-client-serial"),
+            fingerprint: HeaderName::from_static("x-ssl-client-fingerprint"),
+            not_after: HeaderName::from_static("x-ssl-client-not-after"),
+        }
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (nginx's $ssl_client_escaped_cert).
+pub fn url_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// "Sep 22 12:00:00 2027 GMT", as nginx's $ssl_client_v_end.
+pub fn openssl_time(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(dt) => {
+            let fmt = time::macros::format_description!(
+                "[month repr:short] [day padding:space] [hour]:[minute]:[second] [year] GMT"
+            );
+            dt.format(&fmt).unwrap_or_default()
+        }
+        Err(_) => String::new(),
+    }
+}
+
+fn quote_if_needed(v: &str) -> String {
+    if v.contains([',', ';', '=', '"']) {
+        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        v.to_string()
+    }
+}
+
+/// Envoy's X-Forwarded-Client-Cert value: Hash, Cert, Subject, URI, DNS.
+pub fn xfcc_value(id: &ClientIdentity) -> String {
+    let mut parts = vec![
+        format!("Hash={}", id.fingerprint_sha256),
+        format!("Cert=\"{}\"", url_escape(&id.leaf_pem())),
+        format!("Subject={}", quote_if_needed(&id.subject_dn)),
+    ];
+    if let Some(u) = id.uris.first() {
+        parts.push(format!("URI={}", quote_if_needed(u)));
+    }
+    for d in &id.dns {
+        parts.push(format!("DNS={}", quote_if_needed(d)));
+    }
+    parts.join(";")
+}
+
+/// RFC 9440 Client-Cert: the DER leaf as an sf-binary.
+pub fn rfc9440_cert(id: &ClientIdentity) -> String {
+    format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(&id.leaf_der)
+    )
+}
+
+/// RFC 9440 Client-Cert-Chain: the intermediates as an sf-list of sf-binary.
+pub fn rfc9440_chain(id: &ClientIdentity) -> Option<String> {
+    if id.chain_der.is_empty() {
+        return None;
+    }
+    Some(
+        id.chain_der
+            .iter()
+            .map(|c| format!(":{}:", base64::engine::general_purpose::STANDARD.encode(c)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+fn put(h: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name.clone(), v);
+    }
+}
+
+/// Adds the identity headers of `formats` for a verified client.
+pub fn add_identity_headers(
+    h: &mut HeaderMap,
+    id: &ClientIdentity,
+    formats: &[IdentityFormat],
+    names: &NginxHeaderNames,
+) {
+    for f in formats {
+        match f {
+            IdentityFormat::Nginx => {
+                put(h, &names.cert, &url_escape(&pem_encode(&id.leaf_der)));
+                put(h, &names.dn, &id.subject_dn);
+                put(h, &names.issuer_dn, &id.issuer_dn);
+                put(h, &names.verify, "SUCCESS");
+                put(h, &names.serial, &id.serial_hex);
+                put(h, &names.fingerprint, &id.fingerprint_sha256);
+                put(h, &names.not_after, &openssl_time(id.not_after));
+            }
+            IdentityFormat::Xfcc => put(
+                h,
+                &HeaderName::from_static("x-forwarded-client-cert"),
+                &xfcc_value(id),
+            ),
+            IdentityFormat::Rfc9440 => {
+                put(
+                    h,
+                    &HeaderName::from_static("client-cert"),
+                    &rfc9440_cert(id),
+                );
+                if let Some(chain) = rfc9440_chain(id) {
+                    put(h, &HeaderName::from_static("client-cert-chain"), &chain);
+                }
+            }
+        }
+    }
+}
+
+/// Tells the backend that no certificate was presented (nginx style only: Verify: NONE).
+pub fn add_no_identity(h: &mut HeaderMap, formats: &[IdentityFormat], names: &NginxHeaderNames) {
+    if formats.contains(&IdentityFormat::Nginx) {
+        put(h, &names.verify, "NONE");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            url_escape("-----BEGIN CERTIFICATE-----\nAB+/=\n"),
+            "-----BEGIN%20CERTIFICATE-----%0AAB%2B%2F%3D%0A"
+        );
+        assert_eq!(quote_if_needed("CN=a,O=b"), "\"CN=a,O=b\"");
+        assert_eq!(quote_if_needed("plain"), "plain");
+    }
+
+    #[test]
+    fn openssl_times() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_821_700_800);
+        assert_eq!(openssl_time(t), "Sep 22 12:00:00 2027 GMT");
+    }
+}
