@@ -11,6 +11,7 @@ pub mod echo;
 pub mod forward;
 pub mod mtls;
 pub mod observe;
+pub mod pki_service;
 pub mod redirect;
 pub mod rescue;
 pub mod route;

@@ -29,6 +29,8 @@ pub enum BuildError {
     Upstream(#[from] crate::upstream::UpstreamBuildError),
     #[error("access log: {0}")]
     AccessLog(std::io::Error),
+    #[error("pki: {0}")]
+    Pki(String),
 }
 
 /// Per listener.
@@ -64,6 +66,8 @@ pub struct Runtime {
     pub log_format: Arc<LogFormat>,
     /// Certificates revoked by the CRLs of all listeners.
     pub revoked: crate::mtls::RevokedSet,
+    /// The built-in CA's endpoints, when `[pki]` is configured.
+    pub pki: Option<crate::pki_service::PkiService>,
     _health: Vec<TaskGuard>,
 }
 
@@ -197,7 +201,15 @@ impl Runtime {
                 crls.extend(c);
             }
         }
+        let pki = match &cfg.pki {
+            Some(p) => Some(
+                crate::pki_service::PkiService::start(p.clone())
+                    .map_err(|e| BuildError::Pki(e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(Runtime {
+            pki,
             revoked: crate::mtls::RevokedSet::from_crls(&crls),
             listeners,
             router: Router::new(&cfg.routes),

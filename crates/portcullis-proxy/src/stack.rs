@@ -240,6 +240,12 @@ async fn proxy(
     let path = normalize_path(req.uri().path())
         .map_err(|e| (GatewayError::BadRequest(path_error_text(e)), None))?
         .into_owned();
+    if let Some(pki) = &rt.pki {
+        if pki.matches(&path, conn.listener) {
+            log.route = Some("pki".to_string());
+            return Ok((pki.handle(req, &path, conn.identity.as_ref()).await, None));
+        }
+    }
     let ri = rt
         .router
         .find(&lookup_host, &path, conn.listener)

@@ -1,58 +1,24 @@
-//! PLACEHOLDER access log (replaced by the real module).
-use http::HeaderMap;
-use std::path::PathBuf;
+//! nginx-compatible access logging.
+//!
+//! Owns the access-log line: the `log_format` language ([`LogFormat`], parsed
+//! once at config time), the per-request facts a line is made of
+//! ([`LogRecord`], borrowed from the request path, never copied), rendering a
+//! record into bytes, and the writer ([`AccessLog`]) that gets those bytes to
+//! stdout or a file from its own thread.
+//!
+//! What it must not do: block the async runtime (a full queue drops the line
+//! and counts it), allocate per variable on the hot path, or decide *what*
+//! is logged beyond the format: redacting credentials is the request path's
+//! job, before a header reaches a [`LogRecord`].
+//!
+//! - `format`: parsing and rendering (text with nginx `\xHH` escaping, JSON).
+//! - `record`: [`LogRecord`] and [`TlsLogInfo`].
+//! - `writer`: [`AccessLog`], [`LogTarget`], the writer thread.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogTarget {
-    Stdout,
-    File(PathBuf),
-    Off,
-}
+mod format;
+mod record;
+mod writer;
 
-#[derive(Debug, Clone)]
-pub enum LogFormat {
-    Json,
-    Text(String),
-}
-
-#[derive(Debug)]
-pub struct FormatError(String);
-impl std::fmt::Display for FormatError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl LogFormat {
-    pub fn parse(s: &str) -> Result<LogFormat, FormatError> {
-        Ok(LogFormat::Text(s.to_string()))
-    }
-    pub fn combined() -> LogFormat {
-        LogFormat::Text("combined".into())
-    }
-    pub fn api_log() -> LogFormat {
-        LogFormat::Text("api_log".into())
-    }
-    pub fn pick_request_headers(&self, h: &HeaderMap) -> HeaderMap {
-        h.clone()
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct AccessLog {
-    target: LogTarget,
-}
-impl AccessLog {
-    pub fn open(target: LogTarget) -> std::io::Result<AccessLog> {
-        Ok(AccessLog { target })
-    }
-    pub fn enabled(&self) -> bool {
-        self.target != LogTarget::Off
-    }
-    pub fn log(&self, line: Vec<u8>) {
-        use std::io::Write;
-        let _ = std::io::stdout().write_all(&line);
-    }
-    pub fn flush_blocking(&self) {}
-    pub fn reopen(&self) {}
-}
+pub use format::{FormatError, LogFormat, TextFormat};
+pub use record::{LogRecord, TlsLogInfo};
+pub use writer::{AccessLog, LogTarget};

@@ -30,6 +30,23 @@ pub struct FileConfig {
     pub routes: Vec<Spanned<RouteSection>>,
     #[serde(default, rename = "echo")]
     pub echo: Vec<Spanned<EchoSection>>,
+    pub pki: Option<Spanned<PkiSection>>,
+}
+
+/// `[pki]`: serve the built-in CA's endpoints (CRL, OCSP, enrollment, renewal).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiSection {
+    /// The CA directory (`portcullis ca init --dir …`).
+    pub ca_dir: Spanned<String>,
+    /// URL path prefix of the endpoints (default "/pki").
+    pub prefix: Option<Spanned<String>>,
+    /// nextUpdate of the CRLs it signs (default "24h"); re-signed at half of it.
+    pub crl_validity: Option<Spanned<String>>,
+    /// Validity of OCSP responses (default "1h").
+    pub ocsp_validity: Option<Spanned<String>>,
+    /// Listener names serving the endpoints (default all).
+    pub listeners: Option<Vec<Spanned<String>>>,
 }
 
 /// `[server]`: process-wide settings.

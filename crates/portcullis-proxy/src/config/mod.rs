@@ -71,6 +71,7 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
     pub echo: Vec<SocketAddr>,
+    pub pki: Option<crate::pki_service::PkiSettings>,
 }
 
 #[derive(Debug, Clone)]

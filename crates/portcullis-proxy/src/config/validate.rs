@@ -288,7 +288,65 @@ impl Validator<'_> {
             );
         }
 
+        let pki = f.pki.as_ref().map(|p| {
+            let ps = p.get_ref();
+            let ca_dir = self.resolve(ps.ca_dir.get_ref());
+            if let Err(e) = portcullis_pki::Ca::open(&ca_dir) {
+                self.r.error(
+                    span(&ps.ca_dir),
+                    "pki.ca_dir",
+                    e.to_string(),
+                    Some("create it with `portcullis ca init --dir DIR`".to_string()),
+                );
+            }
+            let prefix = ps
+                .prefix
+                .as_ref()
+                .map(|p| p.get_ref().trim_end_matches('/').to_string())
+                .unwrap_or_else(|| "/pki".into());
+            if !prefix.starts_with('/') || prefix.len() < 2 {
+                self.r.error(
+                    ps.prefix.as_ref().map(|p| p.span()),
+                    "pki.prefix",
+                    "must be a path like \"/pki\"",
+                    None,
+                );
+            }
+            let mut pl = Vec::new();
+            for l in ps.listeners.iter().flatten() {
+                match listener_names.get(l.get_ref()) {
+                    Some(i) => pl.push(*i),
+                    None => self.r.error(
+                        span(l),
+                        "pki.listeners",
+                        format!("listener \"{}\" is not defined", l.get_ref()),
+                        None,
+                    ),
+                }
+            }
+            crate::pki_service::PkiSettings {
+                ca_dir,
+                prefix,
+                crl_validity: self
+                    .duration(
+                        &ps.crl_validity,
+                        "pki.crl_validity",
+                        Duration::from_secs(86400),
+                    )
+                    .max(Duration::from_secs(60)),
+                ocsp_validity: self
+                    .duration(
+                        &ps.ocsp_validity,
+                        "pki.ocsp_validity",
+                        Duration::from_secs(3600),
+                    )
+                    .max(Duration::from_secs(60)),
+                listeners: pl,
+            }
+        });
+
         Config {
+            pki,
             source: self.r.file().to_path_buf(),
             server,
             log,

@@ -17,6 +17,13 @@ use crate::config::HealthCheckConfig;
 #[derive(Debug)]
 pub struct TaskGuard(tokio::task::JoinHandle<()>);
 
+impl TaskGuard {
+    /// Spawns a task that ends when the guard is dropped.
+    pub fn spawn(f: impl std::future::Future<Output = ()> + Send + 'static) -> TaskGuard {
+        TaskGuard(tokio::spawn(f))
+    }
+}
+
 impl Drop for TaskGuard {
     fn drop(&mut self) {
         self.0.abort();
