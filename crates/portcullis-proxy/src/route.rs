@@ -160,7 +160,7 @@ impl Router {
             }
         }
         r.wildcard = wild.into_iter().collect();
-        r.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        r.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         let paths = r.paths.clone();
         let sort = |g: &mut Group| {
             g.routes

@@ -267,21 +267,44 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Rec
         let hs_timeout = ctx.handshake_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            serve_tls(rt, registry, tcp, peer, listener_idx, id, hs_timeout, stop).await;
+            serve_tls(
+                rt,
+                registry,
+                tcp,
+                ConnStart {
+                    peer,
+                    listener: listener_idx,
+                    id,
+                    hs_timeout,
+                },
+                stop,
+            )
+            .await;
         });
     }
+}
+
+/// Where a new connection came from.
+struct ConnStart {
+    peer: SocketAddr,
+    listener: usize,
+    id: u64,
+    hs_timeout: Duration,
 }
 
 async fn serve_tls(
     rt: Arc<Runtime>,
     registry: Arc<ConnRegistry>,
     tcp: TcpStream,
-    peer: SocketAddr,
-    listener: usize,
-    id: u64,
-    hs_timeout: Duration,
+    start: ConnStart,
     mut stop: watch::Receiver<bool>,
 ) {
+    let ConnStart {
+        peer,
+        listener,
+        id,
+        hs_timeout,
+    } = start;
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(peer);
     let lr = &rt.listeners[listener];

@@ -189,6 +189,6 @@ mod tests {
     #[test]
     fn openssl_times() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_821_700_800);
-        assert_eq!(openssl_time(t), "Sep 22 12:00:00 2027 GMT");
+        assert_eq!(openssl_time(t), "Sep 23 12:00:00 2027 GMT");
     }
 }

@@ -18,7 +18,7 @@ pub struct ClientIdentity {
     /// RFC 2253 subject, e.g. "CN=client,O=Example" (nginx's $ssl_client_s_dn).
     pub subject_dn: String,
     pub issuer_dn: String,
-    /// Upper-case hex serial without leading zeros, as nginx's $ssl_client_serial.
+    /// Upper-case hex serial in whole bytes without leading zero bytes, as OpenSSL and nginx's $ssl_client_serial print it.
     pub serial_hex: String,
     /// Big-endian serial bytes (for CRL matching).
     pub serial_bytes: Vec<u8>,
@@ -237,8 +237,8 @@ mod tests {
 
     #[test]
     fn serials_and_hex() {
-        assert_eq!(serial_hex(&[0x00, 0x0a, 0xff]), "AFF");
-        assert_eq!(serial_hex(&[0x00]), "0");
+        assert_eq!(serial_hex(&[0x00, 0x0a, 0xff]), "0AFF");
+        assert_eq!(serial_hex(&[0x00]), "00");
         assert_eq!(hex_lower(&[0xde, 0xad]), "dead");
     }
 

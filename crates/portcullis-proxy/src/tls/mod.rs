@@ -46,8 +46,21 @@ pub fn kx_group(name: &str) -> Option<&'static dyn SupportedKxGroup> {
 /// The crypto provider for a listener: Mozilla intermediate suites (AES-GCM
 /// and ChaCha20 with ECDHE, TLS 1.2 and 1.3), in our preference order.
 pub fn crypto_provider(key_exchange: &[String]) -> CryptoProvider {
+    use provider::cipher_suite::*;
     let mut p = provider::default_provider();
-    p.cipher_suites = provider::DEFAULT_CIPHER_SUITES.to_vec();
+    // Mozilla "intermediate" (v5.7), in its order; the client's preference wins
+    // (ssl_prefer_server_ciphers off), as Mozilla recommends.
+    p.cipher_suites = vec![
+        TLS13_AES_128_GCM_SHA256,
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ];
     if !key_exchange.is_empty() {
         p.kx_groups = key_exchange.iter().filter_map(|n| kx_group(n)).collect();
     }
@@ -162,7 +175,6 @@ pub fn server_config(
     } else {
         vec![b"http/1.1".to_vec()]
     };
-    cfg.ignore_client_order = true;
     if l.session_resumption {
         cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(20_000);
         if let Some(t) = ticketer {
@@ -189,11 +201,23 @@ pub fn protocol_name(v: rustls::ProtocolVersion) -> &'static str {
     }
 }
 
-/// IANA cipher suite name, e.g. "TLS_AES_128_GCM_SHA256".
+/// OpenSSL's name of a suite, as nginx's $ssl_cipher ("TLS_AES_128_GCM_SHA256",
+/// "ECDHE-RSA-AES128-GCM-SHA256").
 pub fn cipher_name(s: rustls::SupportedCipherSuite) -> &'static str {
-    s.suite().as_str().unwrap_or("unknown")
+    use rustls::CipherSuite as C;
+    match s.suite() {
+        C::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        C::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        C::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+        C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+        C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+        C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+        C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-ECDSA-CHACHA20-POLY1305",
+        C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
+        other => other.as_str().unwrap_or("unknown"),
+    }
 }
-
 /// The rustls client config for an upstream group: its CA, optional client
 /// certificate, TLS 1.2+ with the same suites as the listeners.
 pub fn upstream_client_config(
