@@ -1,10 +1,20 @@
 //! Dev-only helpers for Portcullis' tests: a test PKI made by code, free
-//! ports, a gateway process on those ports, and thin wrappers around real
-//! clients (curl, openssl). Nothing here is used by the shipped binary.
+//! ports, a gateway process on those ports, mock upstreams, and thin wrappers
+//! around real clients (curl, openssl). Nothing here is used by the shipped
+//! binary.
 #![forbid(unsafe_code)]
 
+pub mod curl;
+pub mod env;
+pub mod mock_upstream;
+pub mod openssl;
+pub mod mtls;
 pub mod pki;
 pub mod process;
 
-pub use pki::{TestCa, TestCert};
-pub use process::{free_port, run, wait_for_port, GatewayProcess};
+pub use curl::{Curl, CurlError, HttpResponse};
+pub use env::TestEnv;
+pub use mock_upstream::{MockUpstream, SeenRequest};
+pub use openssl::{s_client, Handshake};
+pub use pki::{LeafSpec, TestCa, TestCert};
+pub use process::{free_port, python, run, shared_dir, wait_for_port, GatewayProcess};

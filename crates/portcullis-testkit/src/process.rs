@@ -107,3 +107,20 @@ impl Drop for GatewayProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `python3 -c script args…`, capturing output.
+pub fn python(script: &str, args: &[&str]) -> Output {
+    run(Command::new("python3").arg("-c").arg(script).args(args))
+}
+
+/// The shared directory next to the repository (`../shared` from the repo
+/// root), if it exists. `manifest_dir` is the caller's `CARGO_MANIFEST_DIR`.
+pub fn shared_dir(manifest_dir: &str) -> Option<PathBuf> {
+    let mut p = PathBuf::from(manifest_dir);
+    // crates/<name> → repository root → its parent.
+    for _ in 0..3 {
+        p.pop();
+    }
+    let d = p.join("shared");
+    d.is_dir().then_some(d)
+}
