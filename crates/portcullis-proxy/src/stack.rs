@@ -332,6 +332,12 @@ async fn proxy(
     forward::strip_client_assertions(headers);
     let formats = &route.cfg.mtls.identity_headers;
     if !formats.is_empty() {
+        // The route's own (possibly custom) identity header names: a client's
+        // copies never pass, whether or not it presented a certificate.
+        let n = &route.cfg.mtls.header_names;
+        for name in [&n.cert, &n.dn, &n.issuer_dn, &n.verify, &n.serial, &n.fingerprint, &n.not_after] {
+            headers.remove(name);
+        }
         match &conn.identity {
             Some(id) => crate::mtls::headers::add_identity_headers(
                 headers,

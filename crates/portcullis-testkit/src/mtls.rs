@@ -286,7 +286,9 @@ impl MtlsCa {
             // Whole seconds, so Not-After round-trips exactly.
             Validity::Valid => (
                 now - Duration::hours(1),
-                (now + Duration::days(60)).replace_nanosecond(0).expect("ns"),
+                (now + Duration::days(60))
+                    .replace_nanosecond(0)
+                    .expect("ns"),
             ),
         };
         let cert = p.signed_by(&key, &self.issuing().issuer()).expect("leaf");
@@ -489,7 +491,10 @@ key = "{key}"
             .arg(&self.server_ca)
             .args(["-w", "\n%{http_code}"]);
         if let Some(c) = cert {
-            cmd.arg("--cert").arg(&c.cert_path).arg("--key").arg(&c.key_path);
+            cmd.arg("--cert")
+                .arg(&c.cert_path)
+                .arg("--key")
+                .arg(&c.key_path);
         }
         cmd.args(extra);
         cmd.arg(format!("https://localhost:{}{}", self.port, path));
