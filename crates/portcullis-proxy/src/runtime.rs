@@ -36,6 +36,11 @@ pub enum BuildError {
 /// Per listener.
 pub struct ListenerRuntime {
     pub name: String,
+    /// Fetch CRL distribution points of client certificates.
+    pub crl_fetch: bool,
+    pub ocsp: crate::mtls::fetch::OcspMode,
+    /// Client CAs (to find an issuer a client did not send, for OCSP).
+    pub client_ca: Vec<rustls_pki_types::CertificateDer<'static>>,
     pub tls: Arc<rustls::ServerConfig>,
     pub limits: Limits,
     pub http: auto::Builder<TokioExecutor>,
@@ -140,14 +145,32 @@ impl Runtime {
     pub fn build(
         cfg: &Config,
         ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
+        fetched: &crate::mtls::fetch::RevocationFetcher,
     ) -> Result<Runtime, BuildError> {
         let mut listeners = Vec::new();
+        let mut staple_targets = Vec::new();
         for l in &cfg.listeners {
-            let tls = crate::tls::server_config(l, ticketer.clone())
+            if l.ocsp_stapling {
+                for c in &l.certificates {
+                    if let (Some(leaf), Some(issuer)) = (c.chain.first(), c.chain.get(1)) {
+                        if let Some(url) = crate::mtls::ocsp::responder_url(leaf.as_ref()) {
+                            staple_targets.push((
+                                leaf.as_ref().to_vec(),
+                                issuer.as_ref().to_vec(),
+                                url,
+                            ));
+                        }
+                    }
+                }
+            }
+            let tls = crate::tls::server_config(l, ticketer.clone(), fetched)
                 .map_err(|e| BuildError::Tls(l.name.clone(), e))?;
             listeners.push(ListenerRuntime {
                 name: l.name.clone(),
                 tls,
+                crl_fetch: l.crl_fetch,
+                ocsp: l.ocsp,
+                client_ca: l.client_ca.clone(),
                 limits: l.limits.clone(),
                 http: http_builder(&l.limits, l.http2),
             });
@@ -201,6 +224,10 @@ impl Runtime {
                 crls.extend(c);
             }
         }
+        if cfg.listeners.iter().any(|l| l.crl_fetch) {
+            crls.extend(fetched.crls());
+        }
+        fetched.set_staple_targets(staple_targets);
         let pki = match &cfg.pki {
             Some(p) => Some(
                 crate::pki_service::PkiService::start(p.clone())

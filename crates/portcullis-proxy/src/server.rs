@@ -51,6 +51,7 @@ pub struct Gateway {
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
     listen_addrs: Vec<SocketAddr>,
     registry: Arc<ConnRegistry>,
+    fetcher: Arc<crate::mtls::fetch::RevocationFetcher>,
     config: Arc<ArcSwap<Config>>,
     listeners: Vec<TcpListener>,
     max_connections: Vec<usize>,
@@ -96,7 +97,8 @@ impl Gateway {
     pub fn bind(config: Arc<Config>) -> Result<Gateway, StartError> {
         let ticketer =
             crate::tls::new_ticketer().map_err(|e| BuildError::Tls("session tickets".into(), e))?;
-        let runtime = Runtime::build(&config, Some(ticketer.clone()))?;
+        let fetcher = Arc::new(crate::mtls::fetch::RevocationFetcher::default());
+        let runtime = Runtime::build(&config, Some(ticketer.clone()), &fetcher)?;
         let mut addrs = BoundAddrs::default();
         let mut listeners = Vec::new();
         for l in &config.listeners {
@@ -121,6 +123,7 @@ impl Gateway {
             ticketer,
             listen_addrs: config.listeners.iter().map(|l| l.addr).collect(),
             registry: Arc::new(ConnRegistry::default()),
+            fetcher,
             config: Arc::new(ArcSwap::new(config.clone())),
             max_connections: config
                 .listeners
@@ -152,6 +155,7 @@ impl Gateway {
             ticketer: self.ticketer.clone(),
             listen_addrs: self.listen_addrs.clone(),
             registry: self.registry.clone(),
+            fetcher: self.fetcher.clone(),
             config: self.config.clone(),
         }
     }
@@ -179,6 +183,7 @@ impl Gateway {
                 handshake_timeout: self.handshake_timeouts[i],
                 stop: stop_rx.clone(),
                 registry: self.registry.clone(),
+                fetcher: self.fetcher.clone(),
                 conn_ids: conn_ids.clone(),
             };
             tasks.push(tokio::spawn(accept_loop(l, ctx, stop_rx.clone())));
@@ -195,6 +200,15 @@ impl Gateway {
         for l in self.echo {
             tasks.push(tokio::spawn(crate::echo::serve(l, stop_rx.clone())));
         }
+        let refresher = reloader.clone();
+        let on_fetch = move || {
+            if let Err(e) = refresher.refresh() {
+                tracing::error!("fetched revocation data could not be applied: {e}");
+            }
+        };
+        tasks.push(tokio::spawn(
+            self.fetcher.clone().run(on_fetch, stop_rx.clone()),
+        ));
         tasks.push(tokio::spawn(watch_crls(reloader, stop_rx.clone())));
         tracing::info!(listeners = ?self.addrs.listeners, redirects = ?self.addrs.redirects, "portcullis is serving");
         shutdown.await;
@@ -228,6 +242,7 @@ struct AcceptCtx {
     stop: watch::Receiver<bool>,
     conn_ids: Arc<AtomicU64>,
     registry: Arc<ConnRegistry>,
+    fetcher: Arc<crate::mtls::fetch::RevocationFetcher>,
 }
 
 async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Receiver<bool>) {
@@ -263,6 +278,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Rec
         let id = ctx.conn_ids.fetch_add(1, Ordering::Relaxed) + 1;
         let stop = ctx.stop.clone();
         let registry = ctx.registry.clone();
+        let fetcher = ctx.fetcher.clone();
         let listener_idx = ctx.listener;
         let hs_timeout = ctx.handshake_timeout;
         tokio::spawn(async move {
@@ -272,6 +288,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Rec
                 registry,
                 tcp,
                 ConnStart {
+                    fetcher,
                     peer,
                     listener: listener_idx,
                     id,
@@ -284,8 +301,23 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Rec
     }
 }
 
+/// The CA certificate (DER) whose subject is `issuer_name` (raw DER name).
+fn find_issuer(
+    cas: &[rustls_pki_types::CertificateDer<'static>],
+    issuer_name: &[u8],
+) -> Option<Vec<u8>> {
+    use x509_parser::prelude::*;
+    cas.iter()
+        .find(|c| {
+            X509Certificate::from_der(c.as_ref())
+                .is_ok_and(|(_, x)| x.subject().as_raw() == issuer_name)
+        })
+        .map(|c| c.as_ref().to_vec())
+}
+
 /// Where a new connection came from.
 struct ConnStart {
+    fetcher: Arc<crate::mtls::fetch::RevocationFetcher>,
     peer: SocketAddr,
     listener: usize,
     id: u64,
@@ -300,6 +332,7 @@ async fn serve_tls(
     mut stop: watch::Receiver<bool>,
 ) {
     let ConnStart {
+        fetcher: registry_fetcher,
         peer,
         listener,
         id,
@@ -340,6 +373,30 @@ async fn serve_tls(
             None
         }
     });
+    if let Some(idn) = &identity {
+        if lr.crl_fetch {
+            registry_fetcher.want_crls(&crate::mtls::ocsp::crl_urls(&idn.leaf_der));
+        }
+        if lr.ocsp != crate::mtls::fetch::OcspMode::Off {
+            let issuer = idn
+                .chain_der
+                .first()
+                .cloned()
+                .or_else(|| find_issuer(&lr.client_ca, &idn.issuer_der));
+            if let Err(reason) = registry_fetcher
+                .check_client_ocsp(
+                    &idn.fingerprint_sha256,
+                    &idn.leaf_der,
+                    issuer.as_deref(),
+                    lr.ocsp,
+                )
+                .await
+            {
+                tracing::info!(%peer, listener = %lr.name, subject = %idn.subject_dn, %reason, "client certificate refused by OCSP: connection closed");
+                return;
+            }
+        }
+    }
     // Register authenticated connections so a revocation can close them at once.
     let (_registration, kill) = match &identity {
         Some(idn) => {
@@ -418,6 +475,7 @@ pub struct Reloader {
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
     listen_addrs: Vec<SocketAddr>,
     registry: Arc<ConnRegistry>,
+    fetcher: Arc<crate::mtls::fetch::RevocationFetcher>,
     config: Arc<ArcSwap<Config>>,
 }
 
@@ -436,6 +494,11 @@ impl Reloader {
         Ok(())
     }
 
+    /// The access log of the runtime in force (for SIGUSR1).
+    pub fn access_log(&self) -> crate::accesslog::AccessLog {
+        self.runtime.load().access_log.clone()
+    }
+
     /// Rebuilds the runtime from the current config, re-reading the files it
     /// names (CRLs, certificates); used when a CRL file changes.
     pub fn refresh(&self) -> Result<(), String> {
@@ -444,7 +507,8 @@ impl Reloader {
     }
 
     fn swap(&self, config: &Config) -> Result<(), String> {
-        let rt = Runtime::build(config, Some(self.ticketer.clone())).map_err(|e| e.to_string())?;
+        let rt = Runtime::build(config, Some(self.ticketer.clone()), &self.fetcher)
+            .map_err(|e| e.to_string())?;
         let closed = self.registry.close_revoked(&rt.revoked);
         let old = self.runtime.swap(Arc::new(rt));
         if closed > 0 {

@@ -335,7 +335,15 @@ async fn proxy(
         // The route's own (possibly custom) identity header names: a client's
         // copies never pass, whether or not it presented a certificate.
         let n = &route.cfg.mtls.header_names;
-        for name in [&n.cert, &n.dn, &n.issuer_dn, &n.verify, &n.serial, &n.fingerprint, &n.not_after] {
+        for name in [
+            &n.cert,
+            &n.dn,
+            &n.issuer_dn,
+            &n.verify,
+            &n.serial,
+            &n.fingerprint,
+            &n.not_after,
+        ] {
             headers.remove(name);
         }
         match &conn.identity {

@@ -89,7 +89,7 @@ pub fn run_gateway(cfg: Config, on_ready: impl FnOnce(&portcullis_proxy::BoundAd
         };
         on_ready(gw.addrs());
         spawn_reload_on_sighup(cfg.source.clone(), gw.reloader());
-        let access = gw.access_log();
+        let access = gw.reloader();
         tokio::spawn(async move {
             let Ok(mut usr1) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
@@ -98,7 +98,7 @@ pub fn run_gateway(cfg: Config, on_ready: impl FnOnce(&portcullis_proxy::BoundAd
             };
             while usr1.recv().await.is_some() {
                 tracing::info!("SIGUSR1: reopening the access log");
-                access.reopen();
+                access.access_log().reopen();
             }
         });
         gw.serve(shutdown_signal()).await;

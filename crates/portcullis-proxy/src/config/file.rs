@@ -137,6 +137,12 @@ pub struct ListenerSection {
     pub crl_scope: Option<Spanned<String>>,
     /// "reject" (default) or "warn": what an expired CRL means.
     pub crl_expired: Option<Spanned<String>>,
+    /// Fetch the CRLs that client certificates name (distribution points), over HTTP.
+    pub crl_fetch: Option<bool>,
+    /// OCSP for client certificates: "off" (default), "soft" or "hard".
+    pub ocsp: Option<Spanned<String>>,
+    /// Staple OCSP responses for the served certificates (default false).
+    pub ocsp_stapling: Option<bool>,
     pub limits: Option<LimitsSection>,
 }
 

@@ -182,6 +182,9 @@ pub struct ListenerConfig {
     pub crl_paths: Vec<PathBuf>,
     pub crl_scope: crate::mtls::CrlScope,
     pub crl_expired: crate::mtls::CrlExpiredPolicy,
+    pub crl_fetch: bool,
+    pub ocsp: crate::mtls::fetch::OcspMode,
+    pub ocsp_stapling: bool,
     pub limits: Limits,
 }
 

@@ -807,7 +807,37 @@ impl Validator<'_> {
                 crate::mtls::CrlExpiredPolicy::Reject
             }
         };
+        let ocsp = match ls.ocsp.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("off") => crate::mtls::fetch::OcspMode::Off,
+            Some("soft") => crate::mtls::fetch::OcspMode::Soft,
+            Some("hard") => crate::mtls::fetch::OcspMode::Hard,
+            Some(other) => {
+                self.r.error(
+                    ls.ocsp.as_ref().map(|s| s.span()),
+                    &format!("{field}.ocsp"),
+                    format!("unknown value \"{other}\""),
+                    Some(
+                        "use \"off\", \"soft\" (refuse revoked, allow unreachable) or \"hard\""
+                            .to_string(),
+                    ),
+                );
+                crate::mtls::fetch::OcspMode::Off
+            }
+        };
+        if (ocsp != crate::mtls::fetch::OcspMode::Off || ls.crl_fetch == Some(true))
+            && client_auth == ClientAuth::Off
+        {
+            self.r.error(
+                span(&ls.address),
+                &format!("{field}"),
+                "ocsp / crl_fetch check client certificates but client_auth is \"off\"",
+                Some("set client_auth = \"optional\" or \"required\"".to_string()),
+            );
+        }
         Some(ListenerConfig {
+            crl_fetch: ls.crl_fetch.unwrap_or(false),
+            ocsp,
+            ocsp_stapling: ls.ocsp_stapling.unwrap_or(false),
             verify_depth,
             require_client_auth_eku: ls.require_client_auth_eku.unwrap_or(true),
             crl_paths,

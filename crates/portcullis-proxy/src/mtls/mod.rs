@@ -6,6 +6,7 @@
 //! the identity for backends, `revocation` tracks live authenticated
 //! connections and closes those whose certificate a new CRL revokes.
 
+pub mod fetch;
 pub mod headers;
 pub mod identity;
 pub mod policy;
@@ -15,3 +16,4 @@ pub mod verifier;
 pub use identity::ClientIdentity;
 pub use revocation::{ConnRegistry, RevokedSet};
 pub use verifier::{failure_reason, ClientVerifier, CrlExpiredPolicy, CrlScope, VerifierSettings};
+pub mod ocsp;

@@ -138,6 +138,7 @@ pub fn inspect_chain(chain: &[CertificateDer<'static>]) -> Result<ChainInfo, Str
 pub fn server_config(
     l: &ListenerConfig,
     ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
+    fetched: &crate::mtls::fetch::RevocationFetcher,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(crypto_provider(&l.key_exchange));
     let versions: &[&rustls::SupportedProtocolVersion] = match l.profile {
@@ -149,7 +150,10 @@ pub fn server_config(
     let builder = match l.client_auth {
         ClientAuth::Off => builder.with_no_client_auth(),
         mode => {
-            let crls = crate::config::read_crls(&l.crl_paths).map_err(TlsError::Other)?;
+            let mut crls = crate::config::read_crls(&l.crl_paths).map_err(TlsError::Other)?;
+            if l.crl_fetch {
+                crls.extend(fetched.crls());
+            }
             let settings = crate::mtls::VerifierSettings {
                 mandatory: mode == ClientAuth::Required,
                 verify_depth: l.verify_depth,
@@ -168,7 +172,14 @@ pub fn server_config(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let resolver = SniResolver::build(&l.certificates, &provider)?;
+    let staple = |leaf: &[u8]| {
+        if l.ocsp_stapling {
+            fetched.staple(leaf)
+        } else {
+            None
+        }
+    };
+    let resolver = SniResolver::build(&l.certificates, &provider, &staple)?;
     let mut cfg = builder.with_cert_resolver(Arc::new(resolver));
     cfg.alpn_protocols = if l.http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]

@@ -24,9 +24,11 @@ pub struct SniResolver {
 }
 
 impl SniResolver {
+    /// `staple` gives the current OCSP response of a leaf (DER), if stapling.
     pub fn build(
         certs: &[CertifiedKeyConfig],
         provider: &CryptoProvider,
+        staple: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<Self, TlsError> {
         let mut r = SniResolver {
             exact: HashMap::new(),
@@ -35,11 +37,11 @@ impl SniResolver {
         };
         let mut first = Vec::new();
         for c in certs {
-            let ck = Arc::new(CertifiedKey::from_der(
-                c.chain.clone(),
-                c.key.clone_key(),
-                provider,
-            )?);
+            let mut ck = CertifiedKey::from_der(c.chain.clone(), c.key.clone_key(), provider)?;
+            if let Some(leaf) = c.chain.first() {
+                ck.ocsp = staple(leaf.as_ref());
+            }
+            let ck = Arc::new(ck);
             for n in &c.names {
                 match n.strip_prefix('*') {
                     Some(suffix) => r
