@@ -185,7 +185,23 @@ impl Curl {
     /// Runs curl and panics if no response came back.
     pub fn run(&self) -> HttpResponse {
         self.try_run()
-            .unwrap_or_else(|e| panic!("curl {} {:?} failed: {e:?}", self.url, self.args))
+            .unwrap_or_else(|e| panic!("curl {} {} failed: {e:?}", self.url, self.args_short()))
+    }
+
+    /// The arguments for messages, each cut to 120 characters.
+    pub fn args_short(&self) -> String {
+        self.args
+            .iter()
+            .map(|a| {
+                let s = a.to_string_lossy();
+                if s.len() > 120 {
+                    format!("{}…({} bytes)", &s[..120], s.len())
+                } else {
+                    s.into_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

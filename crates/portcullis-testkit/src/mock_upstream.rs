@@ -213,7 +213,7 @@ fn serve_conn(conn: TcpStream, s: &Shared) {
         };
         let body = s.name.as_bytes();
         let resp = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nServer: mock-internal/1.0\r\nX-Powered-By: mock\r\nConnection: keep-alive\r\nKeep-Alive: timeout=30\r\n\r\n",
+            "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nServer: mock-internal/1.0\r\nX-Powered-By: mock\r\nX-Frame-Options: ALLOWALL\r\nConnection: keep-alive\r\nKeep-Alive: timeout=30\r\n\r\n",
             body.len()
         );
         if w.write_all(resp.as_bytes()).is_err() || w.write_all(body).is_err() {
