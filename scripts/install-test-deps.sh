@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine (run as root):
-# real clients and servers the tests drive (curl, openssl, nginx, redis-server,
-# h2load) and the Python packages of the interop tests and probes.
+# the real clients the tests drive (curl, openssl, node) and the Python packages
+# of the interop tests and probes.
 # Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
-for pair in curl:curl openssl:openssl python3:python3 nginx:nginx redis-server:redis-server h2load:nghttp2-client; do
+for pair in curl:curl openssl:openssl python3:python3 node:nodejs; do
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
