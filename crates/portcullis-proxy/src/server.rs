@@ -434,7 +434,7 @@ async fn serve_tls(
         .http
         .serve_connection_with_upgrades(TokioIo::new(tls), service)
         .into_owned();
-    tokio::pin!(conn);
+    let mut conn = Box::pin(conn);
     let revoked = async move {
         match kill {
             Some(mut k) => {
@@ -457,11 +457,21 @@ async fn serve_tls(
         _ = stop.changed() => {
             // Finish the request in flight, then close (GOAWAY on HTTP/2).
             conn.as_mut().graceful_shutdown();
-            conn.await
+            conn.as_mut().await
         }
     };
     if let Err(e) = res {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+    // An upgraded tunnel (WebSocket) outlives the HTTP connection and holds a
+    // receiver of the kill switch: stay registered until it ends, so that a
+    // revocation still reaches it (a shutdown stops waiting, as before).
+    drop(conn);
+    if let Some(r) = &_registration {
+        tokio::select! {
+            _ = r.until_unused() => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
     }
 }
 

@@ -86,6 +86,17 @@ pub struct ConnRegistry {
 pub struct Registration<'a> {
     registry: &'a ConnRegistry,
     id: u64,
+    kill: watch::Sender<bool>,
+}
+
+impl Registration<'_> {
+    /// Resolves when no receiver of the connection's kill switch is left: the
+    /// HTTP connection and every upgraded tunnel (WebSocket) it handed its
+    /// socket to have ended. Until then the connection must stay registered,
+    /// or a revocation could not reach the tunnels.
+    pub async fn until_unused(&self) {
+        self.kill.closed().await
+    }
 }
 
 impl Drop for Registration<'_> {
@@ -104,10 +115,18 @@ impl ConnRegistry {
         identity: std::sync::Arc<ClientIdentity>,
     ) -> (Registration<'_>, watch::Receiver<bool>) {
         let (tx, rx) = watch::channel(false);
+        let keep = tx.clone();
         if let Ok(mut m) = self.conns.lock() {
             m.insert(id, Entry { identity, kill: tx });
         }
-        (Registration { registry: self, id }, rx)
+        (
+            Registration {
+                registry: self,
+                id,
+                kill: keep,
+            },
+            rx,
+        )
     }
 
     /// Tells every connection whose certificate `set` revokes to close; returns how many.

@@ -32,6 +32,19 @@ pub fn client_config(
     cert: Option<&ClientCert>,
     alpn: &[&[u8]],
 ) -> Arc<rustls::ClientConfig> {
+    client_config_pem(
+        bed,
+        cert.map(|c| (c.chain_pem.as_str(), c.key_pem.as_str())),
+        alpn,
+    )
+}
+
+/// As [`client_config`], with the client's chain and key given as PEM.
+pub fn client_config_pem(
+    bed: &Bed,
+    cert: Option<(&str, &str)>,
+    alpn: &[&[u8]],
+) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -43,10 +56,10 @@ pub fn client_config(
         .expect("versions")
         .with_root_certificates(roots);
     let mut cfg = match cert {
-        Some(c) => b
+        Some((chain, key)) => b
             .with_client_auth_cert(
-                pem_certs(&c.chain_pem),
-                PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).expect("key"),
+                pem_certs(chain),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key"),
             )
             .expect("client cert"),
         None => b.with_no_client_auth(),
@@ -80,6 +93,11 @@ pub enum Outcome {
 /// Connects with `cert`, sends one GET, and reports the status or the TLS alert
 /// (with TLS 1.3 a rejected client certificate surfaces on the first read).
 pub fn try_request(bed: &Bed, cert: Option<&ClientCert>, path: &str) -> Outcome {
+    try_request_with(bed, client_config(bed, cert, &[b"http/1.1"]), path)
+}
+
+/// As [`try_request`] with a given client config.
+pub fn try_request_with(bed: &Bed, cfg: Arc<rustls::ClientConfig>, path: &str) -> Outcome {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -93,7 +111,7 @@ pub fn try_request(bed: &Bed, cert: Option<&ClientCert>, path: &str) -> Outcome 
             }
             Outcome::Other(e.to_string())
         };
-        let mut s = match connect(bed, client_config(bed, cert, &[b"http/1.1"])).await {
+        let mut s = match connect(bed, cfg).await {
             Ok(s) => s,
             Err(e) => return classify(e),
         };
