@@ -829,7 +829,7 @@ impl Validator<'_> {
         {
             self.r.error(
                 span(&ls.address),
-                &format!("{field}"),
+                &field,
                 "ocsp / crl_fetch check client certificates but client_auth is \"off\"",
                 Some("set client_auth = \"optional\" or \"required\"".to_string()),
             );

@@ -40,6 +40,9 @@ struct Staple {
     refresh_at: SystemTime,
 }
 
+/// A served certificate to staple: (leaf DER, issuer DER, responder URL).
+pub type StapleTarget = (Vec<u8>, Vec<u8>, String);
+
 /// What the fetcher knows; shared by all runtime snapshots.
 #[derive(Default)]
 pub struct RevocationFetcher {
@@ -52,7 +55,7 @@ pub struct RevocationFetcher {
     /// Server certificate OCSP staples by leaf fingerprint.
     staples: Mutex<HashMap<String, Staple>>,
     /// (leaf DER, issuer DER, responder URL) of served certificates to staple.
-    staple_targets: Mutex<Vec<(Vec<u8>, Vec<u8>, String)>>,
+    staple_targets: Mutex<Vec<StapleTarget>>,
     wake: tokio::sync::Notify,
 }
 
@@ -76,7 +79,7 @@ impl RevocationFetcher {
     }
 
     /// Served certificates to keep a staple for (set at each runtime build).
-    pub fn set_staple_targets(&self, targets: Vec<(Vec<u8>, Vec<u8>, String)>) {
+    pub fn set_staple_targets(&self, targets: Vec<StapleTarget>) {
         if let Ok(mut t) = self.staple_targets.lock() {
             *t = targets;
         }
