@@ -443,6 +443,14 @@ async fn proxy(
                 if caused_by_too_large(&e) {
                     return Err((GatewayError::PayloadTooLarge, Some(ri)));
                 }
+                // The client's body was malformed (bad chunk size, bare LF): the client's
+                // fault, not the server's; never count it toward ejecting the server.
+                if caused_by_client_body(&e) {
+                    return Err((
+                        GatewayError::BadRequest("malformed request body"),
+                        Some(ri),
+                    ));
+                }
                 upstream.record_failure(si);
                 tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, server = %server.authority, error = %error_chain(&e), "upstream request failed");
                 if e.is_connect() && !last {
@@ -493,6 +501,17 @@ fn path_error_text(e: crate::route::PathError) -> &'static str {
         AboveRoot => "the path climbs above the root",
         DotSegmentParams => "dot segment with parameters in the path",
     }
+}
+
+fn caused_by_client_body(e: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(BodyError::Stream(_)) = err.downcast_ref::<BodyError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn caused_by_too_large(e: &(dyn StdError + 'static)) -> bool {

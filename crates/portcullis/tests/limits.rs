@@ -148,3 +148,22 @@ fn slowloris_gets_408_or_a_closed_connection() {
     let r = Curl::https(env.https_port, "/", env.ca_file()).run();
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn malformed_chunked_body_is_400_and_does_not_eject_the_upstream() {
+    let env = env();
+    let up = MockUpstream::start("ok");
+    let cfg = env.config_with(&format!(
+        "[[upstream]]\nname = \"m\"\nservers = [\"{}\"]\nmax_fails = 1\nfail_timeout = \"1h\"\n\n[[route]]\npath = \"/\"\nupstream = \"m\"\n",
+        up.authority()
+    ));
+    let _gw = env.start(&cfg);
+    let req = b"POST /c HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nffffffffffffffff1\r\nA\r\n0\r\n\r\n";
+    let resp = raw_tls_exchange(env.https_port, "localhost", req);
+    assert_eq!(statuses(&resp), vec![400], "{resp}");
+    // Before the fix this was a 502 that also counted against the server, so one
+    // bad client could eject every upstream.
+    let r = Curl::https(env.https_port, "/after", env.ca_file()).run();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "ok");
+}
