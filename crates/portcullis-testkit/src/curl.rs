@@ -106,7 +106,8 @@ impl Curl {
     }
 
     pub fn resolve(self, host: &str, port: u16) -> Curl {
-        self.arg("--resolve").arg(format!("{host}:{port}:127.0.0.1"))
+        self.arg("--resolve")
+            .arg(format!("{host}:{port}:127.0.0.1"))
     }
 
     pub fn cacert(self, ca: &Path) -> Curl {

@@ -85,6 +85,9 @@ impl TestEnv {
     /// Runs `portcullis check --config <dir>/<name>` on `toml`.
     pub fn check(&self, name: &str, toml: &str) -> std::process::Output {
         let cfg = self.write(name, toml);
-        run(Command::new(&self.bin).arg("check").arg("--config").arg(cfg))
+        run(Command::new(&self.bin)
+            .arg("check")
+            .arg("--config")
+            .arg(cfg))
     }
 }

@@ -116,7 +116,13 @@ pub struct H2Response {
 
 /// One HTTP/2 request with a body of `body_len` bytes ("x"), with or
 /// without a declared content-length, through Python's `h2`.
-pub fn h2_request(port: u16, method: &str, path: &str, body_len: usize, declare: bool) -> H2Response {
+pub fn h2_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body_len: usize,
+    declare: bool,
+) -> H2Response {
     let out = Command::new("python3")
         .arg("-c")
         .arg(H2_REQUEST)

@@ -32,7 +32,13 @@ fn line_of(toml: &str, needle: &str) -> usize {
 /// Asserts an error at `file:line` whose text contains every `parts`, with a fix, exit 2.
 fn assert_error(env: &TestEnv, toml: &str, line_needle: &str, parts: &[&str]) -> String {
     let c = check(env, toml);
-    assert_eq!(c.code, Some(2), "check must exit 2:\n{}{}", c.stdout, c.stderr);
+    assert_eq!(
+        c.code,
+        Some(2),
+        "check must exit 2:\n{}{}",
+        c.stdout,
+        c.stderr
+    );
     let line = line_of(toml, line_needle);
     let loc = format!("portcullis.toml:{line}:");
     let diag = c
@@ -54,7 +60,10 @@ fn assert_error(env: &TestEnv, toml: &str, line_needle: &str, parts: &[&str]) ->
         .arg(env.path().join("portcullis.toml")));
     assert_eq!(out.status.code(), Some(2), "serve accepted a bad config");
     let serve_err = String::from_utf8_lossy(&out.stderr);
-    assert!(serve_err.contains(&loc), "serve's message lacks {loc}:\n{serve_err}");
+    assert!(
+        serve_err.contains(&loc),
+        "serve's message lacks {loc}:\n{serve_err}"
+    );
     diag
 }
 
@@ -93,7 +102,11 @@ fn missing_field() {
     let toml = base(&env, 1).replace("upstream = \"echo\"\n", "");
     let c = check(&env, &toml);
     assert_eq!(c.code, Some(2));
-    assert!(c.stderr.contains("missing field `upstream`"), "{}", c.stderr);
+    assert!(
+        c.stderr.contains("missing field `upstream`"),
+        "{}",
+        c.stderr
+    );
     assert!(c.stderr.contains("portcullis.toml:"), "{}", c.stderr);
     assert!(c.stderr.contains("fix:"), "{}", c.stderr);
 }
@@ -151,11 +164,33 @@ fn expired_certificate_is_an_error() {
 fn openssl_cert(env: &TestEnv, stem: &str, days: u32) {
     let out = run(Command::new("openssl")
         .current_dir(env.path())
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
-        .args(["-keyout", &format!("{stem}.key"), "-out", &format!("{stem}.crt")])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            &format!("{stem}.key"),
+            "-out",
+            &format!("{stem}.crt"),
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
         .args(["-days", &days.to_string()]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -165,13 +200,22 @@ fn certificate_expiring_within_30_days_is_a_warning() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(env.path().join("soon.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(
+            env.path().join("soon.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
     }
     let toml = base(&env, 1)
         .replace("cert = \"server.crt\"", "cert = \"soon.crt\"")
         .replace("key = \"server.key\"", "key = \"soon.key\"");
     let c = check(&env, &toml);
-    assert_eq!(c.code, Some(0), "a warning must not fail the check:\n{}", c.stderr);
+    assert_eq!(
+        c.code,
+        Some(0),
+        "a warning must not fail the check:\n{}",
+        c.stderr
+    );
     let line = line_of(&toml, "soon.crt");
     assert!(
         c.stderr.contains(&format!("portcullis.toml:{line}:")) && c.stderr.contains("warning"),
@@ -192,8 +236,16 @@ fn world_readable_key_is_a_warning() {
     let c = check(&env, &toml);
     assert_eq!(c.code, Some(0), "{}", c.stderr);
     let line = line_of(&toml, "server.key");
-    assert!(c.stderr.contains(&format!("portcullis.toml:{line}:")), "{}", c.stderr);
-    assert!(c.stderr.contains("readable by group or others"), "{}", c.stderr);
+    assert!(
+        c.stderr.contains(&format!("portcullis.toml:{line}:")),
+        "{}",
+        c.stderr
+    );
+    assert!(
+        c.stderr.contains("readable by group or others"),
+        "{}",
+        c.stderr
+    );
     assert!(c.stderr.contains("chmod 600"), "{}", c.stderr);
 }
 

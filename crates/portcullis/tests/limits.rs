@@ -56,8 +56,16 @@ fn body_over_the_limit_is_413_declared_or_chunked() {
         assert!(r.body.contains("payload_too_large"), "{path}: {r:?}");
     }
 
-    let paths: Vec<String> = up.requests().iter().map(|r| r.target().to_string()).collect();
-    assert_eq!(paths, vec!["/small"], "an oversized body reached the upstream whole");
+    let paths: Vec<String> = up
+        .requests()
+        .iter()
+        .map(|r| r.target().to_string())
+        .collect();
+    assert_eq!(
+        paths,
+        vec!["/small"],
+        "an oversized body reached the upstream whole"
+    );
 }
 
 #[test]
@@ -93,7 +101,9 @@ fn too_many_headers_is_431() {
     }
     let r = c.run();
     assert_eq!(r.status, 431, "{}", r.text());
-    let r = Curl::https(env.https_port, "/", env.ca_file()).http1().run();
+    let r = Curl::https(env.https_port, "/", env.ca_file())
+        .http1()
+        .run();
     assert_eq!(r.status, 200);
     assert_eq!(up.requests().len(), 1);
 }
@@ -137,7 +147,11 @@ fn slowloris_gets_408_or_a_closed_connection() {
     let port = env.https_port.to_string();
     let out = python(SLOWLORIS, &[&port]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = text.trim();
     assert!(
         line == "CLOSED" || line.starts_with("CLOSED HTTP/1.1 408"),

@@ -25,7 +25,12 @@ fn probes_dir() -> Option<std::path::PathBuf> {
 /// whitespace); an Upgrade the backend declines (the bytes after it are parsed
 /// by the gateway as a new request, answered 421 there, never tunnelled); bare
 /// LF line ends (tolerated by hyper as by nginx; re-serialised with CRLF).
-const VALID_CASES: [&str; 4] = ["get-with-body", "te-tab", "upgrade-smuggle", "bare-lf-headers"];
+const VALID_CASES: [&str; 4] = [
+    "get-with-body",
+    "te-tab",
+    "upgrade-smuggle",
+    "bare-lf-headers",
+];
 
 /// BUG: CL+TE. hyper drops Content-Length, reads the body as chunked and closes
 /// the connection after the response (RFC 9112 §6.3 allows that, and there is
@@ -64,14 +69,24 @@ fn http1_desync_probe_finds_no_desync_and_nothing_malformed_reaches_the_backend(
         .arg("--tls")
         .arg(&blog));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("{text}");
     assert!(!text.contains("DESYNC?"), "desync suspects:\n{text}");
     assert!(text.contains("desync-suspect=0"), "{text}");
     let mut refused = Vec::new();
     for line in text.lines().filter(|l| l.contains(" front=")) {
         let name = line.split_whitespace().next().unwrap_or("");
-        let front = line.split(" front=").nth(1).unwrap_or("").split_whitespace().next().unwrap_or("");
+        let front = line
+            .split(" front=")
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
         let backend = line
             .split(" backend=")
             .nth(1)
@@ -80,7 +95,10 @@ fn http1_desync_probe_finds_no_desync_and_nothing_malformed_reaches_the_backend(
             .next()
             .unwrap_or("")
             .trim();
-        assert!(line.contains("follow-up=200"), "follow-up failed after {name}: {line}");
+        assert!(
+            line.contains("follow-up=200"),
+            "follow-up failed after {name}: {line}"
+        );
         if VALID_CASES.contains(&name) {
             assert!(front.starts_with("200"), "{line}");
             continue;
@@ -88,7 +106,10 @@ fn http1_desync_probe_finds_no_desync_and_nothing_malformed_reaches_the_backend(
         if KNOWN_FORWARDED.contains(&name) {
             continue;
         }
-        assert!(backend.is_empty(), "malformed case {name} reached the backend: {line}");
+        assert!(
+            backend.is_empty(),
+            "malformed case {name} reached the backend: {line}"
+        );
         assert!(
             ["400", "501", "431", "413", "closed/none"].contains(&front),
             "{name} answered {front}: {line}"
@@ -130,17 +151,30 @@ fn h2_abuse_probe_leaves_the_gateway_serving() {
     let out = python(&wrapper, &[]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("{text}");
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for probe in ["rapid_reset", "continuation_flood", "ping_flood"] {
         assert!(text.contains(probe), "{probe} did not run:\n{text}");
     }
     // The CONTINUATION flood must be cut off (GOAWAY or close), not absorbed.
-    let cont = text.lines().find(|l| l.starts_with("continuation_flood")).unwrap_or("");
+    let cont = text
+        .lines()
+        .find(|l| l.starts_with("continuation_flood"))
+        .unwrap_or("");
     assert!(!cont.contains("reaction: none"), "{cont}");
     // Still alive, and serving another client over both protocols.
-    assert!(gw.child.try_wait().unwrap().is_none(), "the gateway died:\n{}", gw.stderr_text());
+    assert!(
+        gw.child.try_wait().unwrap().is_none(),
+        "the gateway died:\n{}",
+        gw.stderr_text()
+    );
     for proto in ["--http2", "--http1.1"] {
-        let r = Curl::https(env.https_port, "/after", env.ca_file()).arg(proto).run();
+        let r = Curl::https(env.https_port, "/after", env.ca_file())
+            .arg(proto)
+            .run();
         assert_eq!(r.status, 200, "{proto}");
     }
 }

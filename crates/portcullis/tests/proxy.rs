@@ -33,9 +33,15 @@ fn forwarded_headers_as_seen_by_the_upstream() {
     assert_eq!(j["path"], "/hello");
     assert_eq!(j["query"], "x=1");
     // The peer is untrusted: its X-Forwarded-For is replaced, not appended.
-    assert_eq!(r.echoed_header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        r.echoed_header("x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
     assert_eq!(r.echoed_header("x-real-ip").as_deref(), Some("127.0.0.1"));
-    assert_eq!(r.echoed_header("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(
+        r.echoed_header("x-forwarded-proto").as_deref(),
+        Some("https")
+    );
     assert_eq!(
         r.echoed_header("x-forwarded-host").as_deref(),
         Some(format!("localhost:{}", env.https_port).as_str())
@@ -78,7 +84,10 @@ fn request_id_from_the_client_is_kept_and_a_bad_one_replaced() {
         .run();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-request-id"), Some("client-id-42"));
-    assert_eq!(r.echoed_header("x-request-id").as_deref(), Some("client-id-42"));
+    assert_eq!(
+        r.echoed_header("x-request-id").as_deref(),
+        Some("client-id-42")
+    );
 
     let r = Curl::https(env.https_port, "/", env.ca_file())
         .header("X-Request-Id: has spaces; and=junk")
@@ -91,8 +100,10 @@ fn request_id_from_the_client_is_kept_and_a_bad_one_replaced() {
 #[test]
 fn trusted_proxy_forwarded_for_is_appended() {
     let env = env();
-    let cfg = echo_config(&env, "[[route]]\npath = \"/\"\nupstream = \"echo\"\n")
-        .replace("[log]", "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n\n[log]");
+    let cfg = echo_config(&env, "[[route]]\npath = \"/\"\nupstream = \"echo\"\n").replace(
+        "[log]",
+        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n\n[log]",
+    );
     let _gw = env.start(&cfg);
     let r = Curl::https(env.https_port, "/", env.ca_file())
         .header("X-Forwarded-For: 198.51.100.7")
@@ -102,7 +113,10 @@ fn trusted_proxy_forwarded_for_is_appended() {
         r.echoed_header("x-forwarded-for").as_deref(),
         Some("198.51.100.7, 127.0.0.1")
     );
-    assert_eq!(r.echoed_header("x-real-ip").as_deref(), Some("198.51.100.7"));
+    assert_eq!(
+        r.echoed_header("x-real-ip").as_deref(),
+        Some("198.51.100.7")
+    );
 }
 
 #[test]
@@ -143,8 +157,14 @@ fn upstream_down_is_502_without_internal_detail() {
     assert_eq!(r.json()["error"], "bad_gateway");
     assert!(!body.contains(&dead.to_string()), "port leaked: {body}");
     assert!(!body.contains("127.0.0.1"), "address leaked: {body}");
-    assert!(!body.to_lowercase().contains("refused"), "OS error leaked: {body}");
-    assert!(!body.to_lowercase().contains("tcp"), "detail leaked: {body}");
+    assert!(
+        !body.to_lowercase().contains("refused"),
+        "OS error leaked: {body}"
+    );
+    assert!(
+        !body.to_lowercase().contains("tcp"),
+        "detail leaked: {body}"
+    );
 }
 
 #[test]

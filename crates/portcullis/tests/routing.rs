@@ -44,7 +44,8 @@ fn longest_prefix_strip_prefix_and_host_routes() {
         &cfg.replace("cert = \"server.crt\"", "cert = \"multi.crt\"")
             .replace("key = \"server.key\"", "key = \"multi.key\""),
     );
-    let get = |host: &str, path: &str| Curl::https_host(host, env.https_port, path, env.ca_file()).run();
+    let get =
+        |host: &str, path: &str| Curl::https_host(host, env.https_port, path, env.ca_file()).run();
 
     let r = get("localhost", "/api/v2/users?id=7");
     assert_eq!(body(&r), "v2");
@@ -79,14 +80,20 @@ fn no_route_is_404_and_wrong_method_is_405_with_allow() {
     let r = Curl::https(env.https_port, "/nothing-here", env.ca_file()).run();
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error"], "not_found");
-    let r = Curl::https(env.https_port, "/ro/x", env.ca_file()).method("DELETE").run();
+    let r = Curl::https(env.https_port, "/ro/x", env.ca_file())
+        .method("DELETE")
+        .run();
     assert_eq!(r.status, 405, "{}", r.text());
     let allow = r.header("allow").expect("Allow header");
     assert!(allow.contains("GET") && allow.contains("HEAD"), "{allow}");
     assert!(!allow.contains("DELETE"));
     let r = Curl::https(env.https_port, "/ro/x", env.ca_file()).run();
     assert_eq!(r.status, 200);
-    assert_eq!(up.requests().len(), 1, "the refused DELETE reached the upstream");
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "the refused DELETE reached the upstream"
+    );
 }
 
 #[test]
@@ -109,7 +116,10 @@ fn retired_version_sends_deprecation_and_sunset() {
     assert!(dep == "@1735689600" || dep.contains("2025"), "{dep}");
     assert_eq!(r.header("sunset"), Some("Tue, 30 Jun 2026 00:00:00 GMT"));
     let link = r.header("link").expect("Link");
-    assert!(link.contains("https://docs.example.test/migrate") && link.contains("deprecation"), "{link}");
+    assert!(
+        link.contains("https://docs.example.test/migrate") && link.contains("deprecation"),
+        "{link}"
+    );
     let r = Curl::https(env.https_port, "/v2/a", env.ca_file()).run();
     assert_eq!(r.status, 200);
     assert!(!r.has_header("deprecation"));
@@ -118,7 +128,9 @@ fn retired_version_sends_deprecation_and_sunset() {
 
 fn redirect_gateway(env: &TestEnv, status: Option<u16>) -> (GatewayProcess, u16) {
     let http = free_port();
-    let status_line = status.map(|s| format!("status = {s}\n")).unwrap_or_default();
+    let status_line = status
+        .map(|s| format!("status = {s}\n"))
+        .unwrap_or_default();
     let cfg = echo_config(
         env,
         &format!(

@@ -11,7 +11,11 @@ fn assert_defaults(r: &HttpResponse, what: &str) {
         "{what}: {:?}",
         r.headers
     );
-    assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
     assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
     assert_eq!(
         r.header("content-security-policy"),
@@ -35,13 +39,19 @@ fn defaults_on_200_404_and_502_over_h1_and_h2() {
     );
     let _gw = env.start(&cfg);
     for proto in ["--http1.1", "--http2"] {
-        let ok = Curl::https(env.https_port, "/api/x", env.ca_file()).arg(proto).run();
+        let ok = Curl::https(env.https_port, "/api/x", env.ca_file())
+            .arg(proto)
+            .run();
         assert_eq!(ok.status, 200);
         assert_defaults(&ok, "200");
-        let nf = Curl::https(env.https_port, "/nope", env.ca_file()).arg(proto).run();
+        let nf = Curl::https(env.https_port, "/nope", env.ca_file())
+            .arg(proto)
+            .run();
         assert_eq!(nf.status, 404);
         assert_defaults(&nf, "404");
-        let bg = Curl::https(env.https_port, "/down/x", env.ca_file()).arg(proto).run();
+        let bg = Curl::https(env.https_port, "/down/x", env.ca_file())
+            .arg(proto)
+            .run();
         assert_eq!(bg.status, 502);
         assert_defaults(&bg, "502");
     }
@@ -85,12 +95,19 @@ fn global_options_and_per_route_override_and_removal() {
     let r = Curl::https(env.https_port, "/a", env.ca_file()).run();
     assert_eq!(r.header("strict-transport-security"), Some(hsts));
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
-    assert_eq!(r.header("content-security-policy"), Some("default-src 'none'"));
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some("default-src 'none'")
+    );
 
     let r = Curl::https(env.https_port, "/embed/a", env.ca_file()).run();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-frame-options"), Some("SAMEORIGIN"));
-    assert_eq!(r.header("content-security-policy"), None, "\"\" removes the header");
+    assert_eq!(
+        r.header("content-security-policy"),
+        None,
+        "\"\" removes the header"
+    );
     assert_eq!(r.header("referrer-policy"), Some("strict-origin"));
     // Not overridden on the route: inherited from the global section.
     assert_eq!(r.header("strict-transport-security"), Some(hsts));

@@ -21,7 +21,13 @@ fn tls_1_1_refused_1_2_and_1_3_accepted() {
     // SECLEVEL=0 so that the client really offers TLS 1.1 and the refusal is the server's.
     let old = s_client(
         env.https_port,
-        &["-servername", "localhost", "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"],
+        &[
+            "-servername",
+            "localhost",
+            "-tls1_1",
+            "-cipher",
+            "DEFAULT:@SECLEVEL=0",
+        ],
     );
     assert!(!old.ok, "TLS 1.1 was accepted:\n{}", old.output);
     assert!(
@@ -65,7 +71,11 @@ fn modern_profile_refuses_tls_1_2() {
     let env = env();
     let _gw = echo_gateway(&env, "tls_profile = \"modern\"\n");
     let v12 = s_client(env.https_port, &["-servername", "localhost", "-tls1_2"]);
-    assert!(!v12.ok, "TLS 1.2 accepted by the modern profile:\n{}", v12.output);
+    assert!(
+        !v12.ok,
+        "TLS 1.2 accepted by the modern profile:\n{}",
+        v12.output
+    );
     let v13 = s_client(env.https_port, &["-servername", "localhost", "-tls1_3"]);
     assert!(v13.ok, "{}", v13.output);
     assert_eq!(v13.protocol.as_deref(), Some("TLSv1.3"));
@@ -75,18 +85,28 @@ fn modern_profile_refuses_tls_1_2() {
 fn alpn_negotiates_h2_and_http_1_1() {
     let env = env();
     let _gw = echo_gateway(&env, "");
-    let h2 = s_client(env.https_port, &["-servername", "localhost", "-alpn", "h2,http/1.1"]);
+    let h2 = s_client(
+        env.https_port,
+        &["-servername", "localhost", "-alpn", "h2,http/1.1"],
+    );
     assert!(h2.ok, "{}", h2.output);
     assert_eq!(h2.alpn.as_deref(), Some("h2"), "{}", h2.output);
-    let h1 = s_client(env.https_port, &["-servername", "localhost", "-alpn", "http/1.1"]);
+    let h1 = s_client(
+        env.https_port,
+        &["-servername", "localhost", "-alpn", "http/1.1"],
+    );
     assert_eq!(h1.alpn.as_deref(), Some("http/1.1"), "{}", h1.output);
 
-    let r = Curl::https(env.https_port, "/v", env.ca_file()).http2().run();
+    let r = Curl::https(env.https_port, "/v", env.ca_file())
+        .http2()
+        .run();
     assert_eq!(r.status, 200);
     assert_eq!(r.version, "2");
     // The upstream is spoken to in HTTP/1.1 whatever the client used.
     assert_eq!(r.json()["version"], "HTTP/1.1");
-    let r = Curl::https(env.https_port, "/v", env.ca_file()).http1().run();
+    let r = Curl::https(env.https_port, "/v", env.ca_file())
+        .http1()
+        .run();
     assert_eq!(r.version, "1.1");
 }
 
@@ -94,7 +114,10 @@ fn alpn_negotiates_h2_and_http_1_1() {
 fn http2_can_be_switched_off() {
     let env = env();
     let _gw = echo_gateway(&env, "http2 = false\n");
-    let hs = s_client(env.https_port, &["-servername", "localhost", "-alpn", "h2,http/1.1"]);
+    let hs = s_client(
+        env.https_port,
+        &["-servername", "localhost", "-alpn", "h2,http/1.1"],
+    );
     assert!(hs.ok, "{}", hs.output);
     assert_ne!(hs.alpn.as_deref(), Some("h2"), "{}", hs.output);
 }
@@ -102,7 +125,9 @@ fn http2_can_be_switched_off() {
 #[test]
 fn sni_picks_exact_wildcard_and_default_certificates() {
     let env = env();
-    let exact = env.ca.issue("exact", &LeafSpec::server(&["api.example.test"]));
+    let exact = env
+        .ca
+        .issue("exact", &LeafSpec::server(&["api.example.test"]));
     let wild = env.ca.issue("wild", &LeafSpec::server(&["*.wild.test"]));
     let _ = (&exact, &wild);
     let echo = free_port();
@@ -144,7 +169,9 @@ fn sni_picks_exact_wildcard_and_default_certificates() {
 #[test]
 fn host_different_from_sni_is_421() {
     let env = env();
-    let other = env.ca.issue("other", &LeafSpec::server(&["localhost", "other.test"]));
+    let other = env
+        .ca
+        .issue("other", &LeafSpec::server(&["localhost", "other.test"]));
     let _ = other;
     let echo = free_port();
     let cfg = format!(

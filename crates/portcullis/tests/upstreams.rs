@@ -128,17 +128,27 @@ fn active_health_check_marks_a_server_down_and_up_again() {
         assert_eq!(get(&env, &format!("/{i}")).text(), "A");
     }
     assert!(b.requests().is_empty(), "a server marked down got traffic");
-    let ua = a.all_requests().iter().find(|r| r.target() == "/healthz").cloned();
+    let ua = a
+        .all_requests()
+        .iter()
+        .find(|r| r.target() == "/healthz")
+        .cloned();
     assert_eq!(
-        ua.and_then(|r| r.header("user-agent").map(str::to_owned)).as_deref(),
+        ua.and_then(|r| r.header("user-agent").map(str::to_owned))
+            .as_deref(),
         Some("portcullis-health-check")
     );
 
     b.set_health_status(200);
     let seen = checks(&b);
     wait_until("two more health checks on B", || checks(&b) >= seen + 2);
-    let bodies: Vec<String> = (0..4).map(|i| get(&env, &format!("/up{i}")).text()).collect();
-    assert!(bodies.contains(&"B".to_string()), "B never came back: {bodies:?}");
+    let bodies: Vec<String> = (0..4)
+        .map(|i| get(&env, &format!("/up{i}")).text())
+        .collect();
+    assert!(
+        bodies.contains(&"B".to_string()),
+        "B never came back: {bodies:?}"
+    );
 }
 
 /// A second gateway as the HTTPS upstream: its own CA, client certificates
@@ -179,8 +189,14 @@ fn https_upstream_verified_with_a_ca_and_upstream_mtls() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["path"], "/through");
     // The far gateway verified our client certificate and passed its identity on.
-    let dn = r.echoed_header("x-ssl-client-s-dn").or_else(|| r.echoed_header("x-ssl-client-dn"));
-    assert!(dn.as_deref().is_some_and(|d| d.contains("gateway-one")), "{}", r.text());
+    let dn = r
+        .echoed_header("x-ssl-client-s-dn")
+        .or_else(|| r.echoed_header("x-ssl-client-dn"));
+    assert!(
+        dn.as_deref().is_some_and(|d| d.contains("gateway-one")),
+        "{}",
+        r.text()
+    );
 }
 
 #[test]
@@ -201,7 +217,11 @@ fn https_upstream_with_an_untrusted_certificate_is_502() {
     );
     let r = get(&env, "/x");
     assert_eq!(r.status, 502, "{}", r.text());
-    assert!(!r.text().to_lowercase().contains("certificate"), "{}", r.text());
+    assert!(
+        !r.text().to_lowercase().contains("certificate"),
+        "{}",
+        r.text()
+    );
 }
 
 #[test]
