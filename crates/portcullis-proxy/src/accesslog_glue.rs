@@ -48,6 +48,10 @@ pub fn write(access: &AccessLog, format: &LogFormat, ctx: &LogCtx, sent: u64) {
     rec.server_name = conn.sni.as_deref();
     rec.connection = conn.id;
     rec.connection_requests = ctx.conn_requests;
+    if let Some((zone, status)) = &ctx.limit {
+        rec.limit_req_zone = Some(zone);
+        rec.limit_req_status = Some(status);
+    }
     let v_remain;
     match &conn.identity {
         Some(id) => {

@@ -24,3 +24,4 @@ pub mod upstream;
 
 pub use config::{load as load_config, Config, Diagnostics};
 pub use server::{BoundAddrs, Gateway, Reloader, StartError};
+pub mod ratelimit;

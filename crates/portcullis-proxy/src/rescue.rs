@@ -30,6 +30,13 @@ pub enum GatewayError {
     CertUntrusted,
     /// 403: authenticated, not allowed here.
     Forbidden,
+    /// A rate-limit zone refused (429 unless the zone says otherwise).
+    RateLimited {
+        status: u16,
+        retry_after_s: u64,
+        policy: String,
+        zone: String,
+    },
 }
 
 impl GatewayError {
@@ -51,6 +58,9 @@ impl GatewayError {
                 StatusCode::from_u16(495).unwrap_or(StatusCode::BAD_REQUEST)
             }
             GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::RateLimited { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::TOO_MANY_REQUESTS)
+            }
         }
     }
 
@@ -96,6 +106,7 @@ impl GatewayError {
                 "the client certificate is not trusted for this resource",
             ),
             GatewayError::Forbidden => ("forbidden", "access to this resource is not allowed"),
+            GatewayError::RateLimited { .. } => ("rate_limited", "too many requests; retry later"),
         }
     }
 }
@@ -113,6 +124,21 @@ pub fn error_response(err: &GatewayError, request_id: &str) -> Response<Response
         HeaderValue::from_static("application/json"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let GatewayError::RateLimited {
+        retry_after_s,
+        policy,
+        zone,
+        ..
+    } = err
+    {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+        if let Ok(v) = HeaderValue::from_str(policy) {
+            h.insert("ratelimit-policy", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{zone}\";r=0;t={retry_after_s}")) {
+            h.insert("ratelimit", v);
+        }
+    }
     if let GatewayError::MethodNotAllowed { allow } = err {
         if let Ok(v) = HeaderValue::from_str(allow) {
             h.insert(header::ALLOW, v);

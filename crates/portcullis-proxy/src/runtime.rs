@@ -56,6 +56,8 @@ pub struct RouteRuntime {
     pub allow: String,
     /// Client-certificate requirements.
     pub policy: crate::mtls::policy::RoutePolicy,
+    /// Rate-limit zones, all must pass.
+    pub zones: Vec<Arc<crate::ratelimit::Zone>>,
 }
 
 /// The whole snapshot.
@@ -71,6 +73,8 @@ pub struct Runtime {
     pub log_format: Arc<LogFormat>,
     /// Certificates revoked by the CRLs of all listeners.
     pub revoked: crate::mtls::RevokedSet,
+    /// All rate-limit zones.
+    pub zones: Vec<Arc<crate::ratelimit::Zone>>,
     /// The built-in CA's endpoints, when `[pki]` is configured.
     pub pki: Option<crate::pki_service::PkiService>,
     _health: Vec<TaskGuard>,
@@ -142,11 +146,35 @@ fn http_builder(l: &Limits, http2: bool) -> auto::Builder<TokioExecutor> {
 
 impl Runtime {
     /// Builds a runtime; starts health checks (they stop when it is dropped).
+    /// `previous` lends its rate-limit zones: a zone whose settings did not
+    /// change keeps its counters across a reload.
     pub fn build(
         cfg: &Config,
         ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
         fetched: &crate::mtls::fetch::RevocationFetcher,
+        previous: Option<&Runtime>,
     ) -> Result<Runtime, BuildError> {
+        let zones: Vec<Arc<crate::ratelimit::Zone>> = cfg
+            .rate_limits
+            .iter()
+            .map(|zc| {
+                previous
+                    .and_then(|p| {
+                        p.zones
+                            .iter()
+                            .find(|z| {
+                                z.cfg.name == zc.name
+                                    && z.cfg.params == zc.params
+                                    && z.cfg.key == zc.key
+                                    && z.cfg.max_keys == zc.max_keys
+                                    && z.cfg.dry_run == zc.dry_run
+                                    && z.cfg.status == zc.status
+                            })
+                            .cloned()
+                    })
+                    .unwrap_or_else(|| Arc::new(crate::ratelimit::Zone::new(zc.clone())))
+            })
+            .collect();
         let mut listeners = Vec::new();
         let mut staple_targets = Vec::new();
         for l in &cfg.listeners {
@@ -213,6 +241,7 @@ impl Runtime {
                     headers,
                     allow,
                     policy: route_policy(&r.mtls),
+                    zones: r.rate_limits.iter().map(|&i| zones[i].clone()).collect(),
                 }
             })
             .collect();
@@ -236,6 +265,7 @@ impl Runtime {
             None => None,
         };
         Ok(Runtime {
+            zones,
             pki,
             revoked: crate::mtls::RevokedSet::from_crls(&crls),
             listeners,

@@ -98,7 +98,7 @@ impl Gateway {
         let ticketer =
             crate::tls::new_ticketer().map_err(|e| BuildError::Tls("session tickets".into(), e))?;
         let fetcher = Arc::new(crate::mtls::fetch::RevocationFetcher::default());
-        let runtime = Runtime::build(&config, Some(ticketer.clone()), &fetcher)?;
+        let runtime = Runtime::build(&config, Some(ticketer.clone()), &fetcher, None)?;
         let mut addrs = BoundAddrs::default();
         let mut listeners = Vec::new();
         for l in &config.listeners {
@@ -517,8 +517,14 @@ impl Reloader {
     }
 
     fn swap(&self, config: &Config) -> Result<(), String> {
-        let rt = Runtime::build(config, Some(self.ticketer.clone()), &self.fetcher)
-            .map_err(|e| e.to_string())?;
+        let current = self.runtime.load_full();
+        let rt = Runtime::build(
+            config,
+            Some(self.ticketer.clone()),
+            &self.fetcher,
+            Some(&current),
+        )
+        .map_err(|e| e.to_string())?;
         let closed = self.registry.close_revoked(&rt.revoked);
         let old = self.runtime.swap(Arc::new(rt));
         if closed > 0 {

@@ -66,6 +66,8 @@ pub struct LogCtx {
     pub upstream_addr: Option<String>,
     pub upstream_status: Option<u16>,
     pub upstream_response_time: Option<Duration>,
+    /// Zone and $limit_req_status of the deciding rate limit.
+    pub limit: Option<(String, &'static str)>,
 }
 
 /// Entry point of every request on a TLS listener.
@@ -100,6 +102,7 @@ pub async fn handle(
         upstream_addr: None,
         upstream_status: None,
         upstream_response_time: None,
+        limit: None,
     };
     let (mut resp, route) = match proxy(&rt, &conn, req, &mut log).await {
         Ok(ok) => ok,
@@ -291,6 +294,38 @@ async fn proxy(
         }
     }
 
+    // Rate limits (nginx limit_req): every zone of the route must pass; delays wait here.
+    if !route.zones.is_empty() {
+        let client = forward::client_ip(conn.peer.ip(), req.headers(), &rt.trusted_proxies);
+        let mut applied = Vec::with_capacity(route.zones.len());
+        let mut keys = Vec::with_capacity(route.zones.len());
+        for z in &route.zones {
+            if let Some(k) = zone_key(z, &client, conn, req.headers()) {
+                applied.push(z.clone());
+                keys.push(k);
+            }
+        }
+        let outcome = crate::ratelimit::check(&applied, &keys, crate::ratelimit::now_ms());
+        if let Some((i, st)) = outcome.log {
+            log.limit = Some((applied[i].cfg.name.clone(), st.as_str()));
+        }
+        if let Some((i, status, retry)) = outcome.rejected {
+            let z = &applied[i];
+            return Err((
+                GatewayError::RateLimited {
+                    status,
+                    retry_after_s: retry.as_millis().div_ceil(1000).max(1) as u64,
+                    policy: z.policy_header(),
+                    zone: z.cfg.name.clone(),
+                },
+                Some(ri),
+            ));
+        }
+        if !outcome.delay.is_zero() {
+            tokio::time::sleep(outcome.delay).await;
+        }
+    }
+
     // Body limit: refuse a declared size at once, cut a streamed one when it passes the limit.
     let limit = rt.listeners[conn.listener].limits.max_body_size;
     if http_body::Body::size_hint(req.body()).lower() > limit {
@@ -446,10 +481,7 @@ async fn proxy(
                 // The client's body was malformed (bad chunk size, bare LF): the client's
                 // fault, not the server's; never count it toward ejecting the server.
                 if caused_by_client_body(&e) {
-                    return Err((
-                        GatewayError::BadRequest("malformed request body"),
-                        Some(ri),
-                    ));
+                    return Err((GatewayError::BadRequest("malformed request body"), Some(ri)));
                 }
                 upstream.record_failure(si);
                 tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, server = %server.authority, error = %error_chain(&e), "upstream request failed");
@@ -490,6 +522,37 @@ async fn proxy(
     }
     forward::clean_response_headers(resp.headers_mut(), false);
     Ok((resp.map(|b| ResponseBody::Upstream { inner: b }), Some(ri)))
+}
+
+/// The key of a zone for this request; `None` when a part is empty (nginx
+/// does not account requests with an empty key).
+fn zone_key(
+    z: &crate::ratelimit::Zone,
+    client: &std::net::IpAddr,
+    conn: &ConnInfo,
+    h: &http::HeaderMap,
+) -> Option<u64> {
+    use crate::ratelimit::KeyPart;
+    let ip = client.to_string();
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(z.cfg.key.len() * 2);
+    for p in &z.cfg.key {
+        match p {
+            KeyPart::Ip => parts.push(ip.as_bytes()),
+            KeyPart::Cert => {
+                let id = conn.identity.as_ref()?;
+                parts.push(id.subject_dn.as_bytes());
+                parts.push(id.issuer_dn.as_bytes());
+            }
+            KeyPart::Header(name) => {
+                let v = h.get(name)?.as_bytes();
+                if v.is_empty() {
+                    return None;
+                }
+                parts.push(v);
+            }
+        }
+    }
+    Some(z.key_hash(&parts))
 }
 
 fn path_error_text(e: crate::route::PathError) -> &'static str {

@@ -31,6 +31,32 @@ pub struct FileConfig {
     #[serde(default, rename = "echo")]
     pub echo: Vec<Spanned<EchoSection>>,
     pub pki: Option<Spanned<PkiSection>>,
+    #[serde(default, rename = "rate_limit")]
+    pub rate_limits: Vec<Spanned<RateLimitSection>>,
+}
+
+/// `[[rate_limit]]`: a zone, as nginx's limit_req_zone + limit_req.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSection {
+    pub name: Spanned<String>,
+    /// "ip", "cert", "header:NAME", or a list of them (combined).
+    pub key: Option<Spanned<toml::Value>>,
+    /// "10r/s" or "600r/m".
+    pub rate: Spanned<String>,
+    pub burst: Option<Spanned<u64>>,
+    /// Serve the burst without delay (nginx `nodelay`).
+    #[serde(default)]
+    pub nodelay: bool,
+    /// Serve this many of the burst without delay, delay the rest (nginx `delay=N`).
+    pub delay: Option<Spanned<u64>>,
+    /// Count and log, never refuse or delay.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Status of refusals (default 429; nginx uses 503).
+    pub status: Option<Spanned<u16>>,
+    /// Most keys kept (least recently used are forgotten), default 100000.
+    pub max_keys: Option<Spanned<usize>>,
 }
 
 /// `[pki]`: serve the built-in CA's endpoints (CRL, OCSP, enrollment, renewal).
@@ -283,6 +309,9 @@ pub struct RouteSection {
     pub identity_headers: Vec<Spanned<String>>,
     /// Names of the nginx-style headers.
     pub identity_header_names: Option<IdentityHeaderNamesSection>,
+    /// Rate-limit zones applied to this route (all must pass).
+    #[serde(default)]
+    pub rate_limits: Vec<Spanned<String>>,
 }
 
 /// `[route.identity_header_names]`.

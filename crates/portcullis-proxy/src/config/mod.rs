@@ -72,6 +72,7 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub echo: Vec<SocketAddr>,
     pub pki: Option<crate::pki_service::PkiSettings>,
+    pub rate_limits: Vec<crate::ratelimit::ZoneConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -269,6 +270,8 @@ pub struct RouteConfig {
     pub listeners: Vec<usize>,
     pub security_headers: SecurityHeaders,
     pub mtls: RouteMtls,
+    /// Indices into `Config::rate_limits`.
+    pub rate_limits: Vec<usize>,
 }
 
 /// A route's client-certificate settings.

@@ -217,6 +217,21 @@ impl Validator<'_> {
             }
         }
 
+        let mut zones: Vec<crate::ratelimit::ZoneConfig> = Vec::new();
+        for z in &f.rate_limits {
+            if let Some(zc) = self.zone(z) {
+                if zones.iter().any(|o| o.name == zc.name) {
+                    self.r.error(
+                        span(&z.get_ref().name),
+                        "rate_limit.name",
+                        format!("zone \"{}\" is defined twice", zc.name),
+                        Some("rename one of them".to_string()),
+                    );
+                } else {
+                    zones.push(zc);
+                }
+            }
+        }
         let mut routes = Vec::new();
         let listener_names: HashMap<String, usize> = listeners
             .iter()
@@ -288,6 +303,42 @@ impl Validator<'_> {
             );
         }
 
+        for (i, rt) in f.routes.iter().enumerate() {
+            let Some(rc) = routes.iter_mut().find(|r| {
+                r.name
+                    == rt
+                        .get_ref()
+                        .name
+                        .as_ref()
+                        .map(|n| n.get_ref().clone())
+                        .unwrap_or_else(|| format!("route{i}"))
+            }) else {
+                continue;
+            };
+            for z in &rt.get_ref().rate_limits {
+                match zones.iter().position(|zc| &zc.name == z.get_ref()) {
+                    Some(idx) => rc.rate_limits.push(idx),
+                    None => {
+                        let defined: Vec<String> =
+                            zones.iter().map(|z| format!("\"{}\"", z.name)).collect();
+                        self.r.error(
+                            span(z),
+                            &format!("route \"{}\".rate_limits", rc.name),
+                            format!(
+                                "zone \"{}\" is not defined (defined: {})",
+                                z.get_ref(),
+                                if defined.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    defined.join(", ")
+                                }
+                            ),
+                            Some("add a [[rate_limit]] with this name".to_string()),
+                        );
+                    }
+                }
+            }
+        }
         let pki = f.pki.as_ref().map(|p| {
             let ps = p.get_ref();
             let ca_dir = self.resolve(ps.ca_dir.get_ref());
@@ -347,6 +398,7 @@ impl Validator<'_> {
 
         Config {
             pki,
+            rate_limits: zones,
             source: self.r.file().to_path_buf(),
             server,
             log,
@@ -1039,6 +1091,113 @@ impl Validator<'_> {
         })
     }
 
+    fn zone(&mut self, z: &Spanned<RateLimitSection>) -> Option<crate::ratelimit::ZoneConfig> {
+        use crate::ratelimit::{BucketParams, KeyPart, ZoneConfig};
+        let zs = z.get_ref();
+        let name = zs.name.get_ref().clone();
+        let field = format!("rate_limit \"{name}\"");
+        let rate = zs.rate.get_ref().trim().to_ascii_lowercase();
+        let parsed = rate
+            .strip_suffix("r/s")
+            .map(|n| (n, 1))
+            .or_else(|| rate.strip_suffix("r/m").map(|n| (n, 60)))
+            .and_then(|(n, w)| {
+                n.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0 && *n <= 1_000_000)
+                    .map(|n| (n, w))
+            });
+        let Some((requests, window_s)) = parsed else {
+            self.r.error(
+                span(&zs.rate),
+                &format!("{field}.rate"),
+                format!("\"{}\" is not a rate", zs.rate.get_ref()),
+                Some(
+                    "write requests per second or minute, like \"10r/s\" or \"600r/m\"".to_string(),
+                ),
+            );
+            return None;
+        };
+        let mut key = Vec::new();
+        let key_strings: Vec<(String, std::ops::Range<usize>)> = match &zs.key {
+            None => vec![("ip".to_string(), zs.name.span())],
+            Some(v) => match v.get_ref() {
+                toml::Value::String(s) => vec![(s.clone(), v.span())],
+                toml::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(|s| (s.to_string(), v.span())))
+                    .collect(),
+                _ => vec![("?".to_string(), v.span())],
+            },
+        };
+        for (k, sp) in key_strings {
+            match k.as_str() {
+                "ip" => key.push(KeyPart::Ip),
+                "cert" => key.push(KeyPart::Cert),
+                h if h.starts_with("header:") => match http::header::HeaderName::from_bytes(
+                    h["header:".len()..].trim().as_bytes(),
+                ) {
+                    Ok(n) => key.push(KeyPart::Header(n)),
+                    Err(_) => self.r.error(
+                        Some(sp),
+                        &format!("{field}.key"),
+                        format!("\"{h}\" names no valid header"),
+                        None,
+                    ),
+                },
+                other => self.r.error(
+                    Some(sp),
+                    &format!("{field}.key"),
+                    format!("unknown key \"{other}\""),
+                    Some("use \"ip\", \"cert\", \"header:NAME\" or a list of them".to_string()),
+                ),
+            }
+        }
+        let burst = zs.burst.as_ref().map(|b| *b.get_ref()).unwrap_or(0);
+        if zs.nodelay && zs.delay.is_some() {
+            self.r.error(
+                zs.delay.as_ref().map(|d| d.span()),
+                &format!("{field}.delay"),
+                "`nodelay` and `delay` exclude each other",
+                Some("keep one (nodelay = delay equal to burst)".to_string()),
+            );
+        }
+        let delay = if zs.nodelay {
+            None
+        } else {
+            Some(zs.delay.as_ref().map(|d| *d.get_ref()).unwrap_or(0))
+        };
+        let status = match &zs.status {
+            None => 429,
+            Some(s) if (400..=599).contains(s.get_ref()) => *s.get_ref(),
+            Some(s) => {
+                self.r.error(
+                    span(s),
+                    &format!("{field}.status"),
+                    "must be a 4xx or 5xx status",
+                    Some("429 (default) or 503 as nginx".to_string()),
+                );
+                429
+            }
+        };
+        Some(ZoneConfig {
+            name,
+            key,
+            params: BucketParams::new(requests, window_s, burst, delay),
+            requests,
+            window_s,
+            dry_run: zs.dry_run,
+            status,
+            max_keys: zs
+                .max_keys
+                .as_ref()
+                .map(|m| *m.get_ref())
+                .unwrap_or(100_000)
+                .max(1),
+        })
+    }
+
     fn check_crl_dates(
         &mut self,
         crl: &rustls_pki_types::CertificateRevocationListDer<'_>,
@@ -1562,6 +1721,7 @@ impl Validator<'_> {
             listeners: route_listeners,
             security_headers,
             mtls: self.route_mtls(rs, &field),
+            rate_limits: Vec::new(),
             name,
         })
     }

@@ -1,0 +1,256 @@
+//! Rate limiting with nginx's `limit_req` semantics.
+//!
+//! Owns the zones: each has a rate, a burst, `nodelay` or `delay = N`, a key
+//! (client IP, certificate identity, a header, …) and a bounded table of
+//! per-key buckets with least-recently-used eviction. `bucket.rs` is the
+//! leaky-bucket arithmetic; this module maps keys to buckets and verdicts to
+//! responses (429 or the configured status, Retry-After, RateLimit-Policy /
+//! RateLimit). Keys are stored as 64-bit hashes, which is what lets a zone
+//! hold a million keys in a few tens of megabytes.
+
+pub mod bucket;
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use bucket::{BucketParams, BucketState, Verdict};
+
+/// Shards per zone: enough that two workers rarely meet on one lock.
+const SHARDS: usize = 64;
+
+/// What a zone's key is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    /// The client's address (after trusted proxies).
+    Ip,
+    /// The client certificate's subject and issuer (requests without one share the key "-").
+    Cert,
+    /// A request header's value.
+    Header(http::header::HeaderName),
+}
+
+/// A zone's settings.
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    pub name: String,
+    pub key: Vec<KeyPart>,
+    pub params: BucketParams,
+    /// Human form of the rate for headers: requests per window.
+    pub requests: u64,
+    pub window_s: u64,
+    pub dry_run: bool,
+    pub status: u16,
+    pub max_keys: usize,
+}
+
+/// nginx's $limit_req_status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitStatus {
+    Passed,
+    Delayed,
+    Rejected,
+    DelayedDryRun,
+    RejectedDryRun,
+}
+
+impl LimitStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitStatus::Passed => "PASSED",
+            LimitStatus::Delayed => "DELAYED",
+            LimitStatus::Rejected => "REJECTED",
+            LimitStatus::DelayedDryRun => "DELAYED_DRY_RUN",
+            LimitStatus::RejectedDryRun => "REJECTED_DRY_RUN",
+        }
+    }
+}
+
+/// Milliseconds on a process-wide monotonic clock.
+pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+type Shard = Mutex<lru::LruCache<u64, BucketState, foldhash::fast::FixedState>>;
+
+/// One zone: settings plus its bounded key table.
+pub struct Zone {
+    pub cfg: ZoneConfig,
+    shards: Vec<Shard>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl std::fmt::Debug for Zone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zone").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl Zone {
+    pub fn new(cfg: ZoneConfig) -> Zone {
+        let per_shard =
+            NonZeroUsize::new(cfg.max_keys.div_ceil(SHARDS).max(1)).unwrap_or(NonZeroUsize::MIN);
+        let seed = foldhash::fast::FixedState::with_seed(rand::random());
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(lru::LruCache::with_hasher(
+                    per_shard,
+                    foldhash::fast::FixedState::with_seed(0x9e37_79b9),
+                ))
+            })
+            .collect();
+        Zone {
+            cfg,
+            shards,
+            hasher: seed,
+        }
+    }
+
+    /// The 64-bit key of some bytes.
+    pub fn key_hash(&self, parts: &[&[u8]]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for p in parts {
+            p.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Decides a request of `key` at `now` (milliseconds on [`now_ms`]'s clock).
+    pub fn decide_at(&self, key: u64, now: u64) -> Verdict {
+        let shard = &self.shards[(key as usize) % SHARDS];
+        let Ok(mut table) = shard.lock() else {
+            return Verdict::Pass;
+        };
+        match table.get_mut(&key) {
+            Some(st) => bucket::decide(&self.cfg.params, st, now, false),
+            None => {
+                let mut st = BucketState::default();
+                let v = bucket::decide(&self.cfg.params, &mut st, now, true);
+                table.put(key, st);
+                v
+            }
+        }
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|t| t.len()).unwrap_or(0))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The IETF RateLimit-Policy value for this zone.
+    pub fn policy_header(&self) -> String {
+        format!(
+            "\"{}\";q={};w={}",
+            self.cfg.name,
+            self.cfg.requests.max(1) + self.cfg.params.burst_milli / 1000,
+            self.cfg.window_s.max(1)
+        )
+    }
+}
+
+/// The outcome of all zones of a route for one request.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Longest delay asked by a zone.
+    pub delay: Duration,
+    /// The first zone that refused, with its status and retry time.
+    pub rejected: Option<(usize, u16, Duration)>,
+    /// For the log: the deciding zone and its status.
+    pub log: Option<(usize, LimitStatus)>,
+}
+
+/// Applies zones (all must pass) to one request's keys.
+pub fn check(zones: &[std::sync::Arc<Zone>], keys: &[u64], now: u64) -> Outcome {
+    let mut out = Outcome {
+        delay: Duration::ZERO,
+        rejected: None,
+        log: None,
+    };
+    for (i, (z, k)) in zones.iter().zip(keys).enumerate() {
+        match z.decide_at(*k, now) {
+            Verdict::Pass => {
+                if out.log.is_none() {
+                    out.log = Some((i, LimitStatus::Passed));
+                }
+            }
+            Verdict::Delay(ms) => {
+                if z.cfg.dry_run {
+                    out.log = Some((i, LimitStatus::DelayedDryRun));
+                } else {
+                    out.delay = out.delay.max(Duration::from_millis(ms));
+                    out.log = Some((i, LimitStatus::Delayed));
+                }
+            }
+            Verdict::Reject(ms) => {
+                if z.cfg.dry_run {
+                    out.log = Some((i, LimitStatus::RejectedDryRun));
+                } else {
+                    out.log = Some((i, LimitStatus::Rejected));
+                    out.rejected = Some((i, z.cfg.status, Duration::from_millis(ms)));
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone(max_keys: usize) -> Zone {
+        Zone::new(ZoneConfig {
+            name: "t".into(),
+            key: vec![KeyPart::Ip],
+            params: BucketParams::new(1, 1, 0, None),
+            requests: 1,
+            window_s: 1,
+            dry_run: false,
+            status: 429,
+            max_keys,
+        })
+    }
+
+    #[test]
+    fn keys_are_limited_separately() {
+        let z = zone(1000);
+        let (a, b) = (z.key_hash(&[b"10.0.0.1"]), z.key_hash(&[b"10.0.0.2"]));
+        assert_eq!(z.decide_at(a, 0), Verdict::Pass);
+        assert!(matches!(z.decide_at(a, 0), Verdict::Reject(_)));
+        assert_eq!(z.decide_at(b, 0), Verdict::Pass);
+    }
+
+    #[test]
+    fn the_table_is_bounded_with_lru_eviction() {
+        let z = zone(SHARDS * 2);
+        for i in 0..10_000u32 {
+            z.decide_at(z.key_hash(&[&i.to_be_bytes()]), 0);
+        }
+        assert!(z.len() <= SHARDS * 2, "{} keys held", z.len());
+        // An evicted key starts afresh (it passes again at once).
+        let first = z.key_hash(&[&0u32.to_be_bytes()]);
+        assert_eq!(z.decide_at(first, 0), Verdict::Pass);
+    }
+
+    #[test]
+    fn dry_run_never_refuses() {
+        let mut cfg = zone(10).cfg;
+        cfg.dry_run = true;
+        let z = std::sync::Arc::new(Zone::new(cfg));
+        let k = z.key_hash(&[b"x"]);
+        check(std::slice::from_ref(&z), &[k], 0);
+        let o = check(std::slice::from_ref(&z), &[k], 0);
+        assert!(o.rejected.is_none());
+        assert_eq!(o.log.map(|l| l.1), Some(LimitStatus::RejectedDryRun));
+    }
+}
