@@ -670,3 +670,73 @@ upstream = "echo"
         );
     }
 }
+
+/// crl_expired = "reject" refuses clients of an issuer whose CRL expired
+/// (reason crl_expired); "warn" lets them in. A revoked intermediate is
+/// refused under crl_scope = "chain".
+#[test]
+fn expired_crl_policy() {
+    let bed = Bed::new();
+    let d = &bed.dir;
+    let ca = MtlsCa::new(&d.join("a"), "Alpha");
+    let alice = ca.issue("alice", &ClientSpec::new("alice"));
+    let expired_crl = d.join("expired.crl.pem");
+    std::fs::write(&expired_crl, ca.crl_pem(1, &[], true)).unwrap();
+    let rev = MtlsCa::new(&d.join("r"), "RevInt");
+    let under = rev.issue("under", &ClientSpec::new("under"));
+    let root_crl = d.join("revint-root.crl.pem");
+    std::fs::write(&root_crl, rev.crl_pem(0, &[&rev.cas[1].serial], false)).unwrap();
+
+    let run = |policy: &str, scope: &str| {
+        let listener = format!(
+            "client_auth = \"required\"\nclient_ca = {}\ncrl = {}\ncrl_expired = \"{policy}\"\ncrl_scope = \"{scope}\"",
+            toml_list(&[ca.root_path(), rev.root_path()]),
+            toml_list(&[&expired_crl, &root_crl]),
+        );
+        bed.start(
+            &bin(),
+            &listener,
+            "[[route]]\npath = \"/\"\nupstream = \"echo\"\n",
+        )
+    };
+
+    let mut g = run("reject", "chain");
+    let before = handshake_failures(&g, "crl_expired").len();
+    let r = bed.curl(Some(&alice), "/", &[]);
+    assert!(r.exit != 0 && r.status == 0, "{r:?}");
+    expect_failure_logged(&g, "crl_expired", before);
+    assert_eq!(
+        try_request(&bed, Some(&under), "/"),
+        Outcome::Alert(AlertDescription::CertificateRevoked)
+    );
+    g.signal("TERM");
+    g.wait_exit(std::time::Duration::from_secs(10));
+    drop(g);
+
+    let g = run("warn", "chain");
+    let r = bed.curl(Some(&alice), "/", &[]);
+    assert_eq!(r.status, 200, "{r:?}\n{}", log(&g));
+}
+
+/// crl_scope = "leaf": a leaf under a revoked intermediate is accepted.
+#[test]
+#[ignore = "BUG: crl_scope = \"leaf\" is honoured by the verifier (handshake succeeds) but server.rs then checks the runtime-wide RevokedSet, which always includes intermediates, and silently drops the connection (no response, no log); ConnRegistry::close_revoked ignores the scope too"]
+fn crl_scope_leaf_ignores_a_revoked_intermediate() {
+    let bed = Bed::new();
+    let rev = MtlsCa::new(&bed.dir.join("r"), "RevInt");
+    let under = rev.issue("under", &ClientSpec::new("under"));
+    let root_crl = bed.dir.join("revint-root.crl.pem");
+    std::fs::write(&root_crl, rev.crl_pem(0, &[&rev.cas[1].serial], false)).unwrap();
+    let listener = format!(
+        "client_auth = \"required\"\nclient_ca = {}\ncrl = {}\ncrl_scope = \"leaf\"",
+        toml_list(&[rev.root_path()]),
+        toml_list(&[&root_crl]),
+    );
+    let _g = bed.start(
+        &bin(),
+        &listener,
+        "[[route]]\npath = \"/\"\nupstream = \"echo\"\n",
+    );
+    let r = bed.curl(Some(&under), "/", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+}
