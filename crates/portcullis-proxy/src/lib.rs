@@ -7,6 +7,7 @@ pub mod accesslog;
 mod accesslog_glue;
 pub mod body;
 pub mod config;
+pub mod connlimit;
 pub mod echo;
 pub mod forward;
 pub mod mtls;

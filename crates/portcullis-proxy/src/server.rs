@@ -55,6 +55,7 @@ pub struct Gateway {
     config: Arc<ArcSwap<Config>>,
     listeners: Vec<TcpListener>,
     max_connections: Vec<usize>,
+    conn_limits: Vec<Arc<crate::connlimit::ConnLimits>>,
     handshake_timeouts: Vec<Duration>,
     redirects: Vec<(TcpListener, RedirectConfig)>,
     echo: Vec<TcpListener>,
@@ -130,6 +131,11 @@ impl Gateway {
                 .iter()
                 .map(|l| l.limits.max_connections)
                 .collect(),
+            conn_limits: config
+                .listeners
+                .iter()
+                .map(|l| Arc::new(crate::connlimit::ConnLimits::new(&l.limits)))
+                .collect(),
             handshake_timeouts: config
                 .listeners
                 .iter()
@@ -180,6 +186,7 @@ impl Gateway {
                 listener: i,
                 limit,
                 max_connections: self.max_connections[i],
+                conn_limits: self.conn_limits[i].clone(),
                 handshake_timeout: self.handshake_timeouts[i],
                 stop: stop_rx.clone(),
                 registry: self.registry.clone(),
@@ -237,6 +244,7 @@ struct AcceptCtx {
     runtime: Arc<ArcSwap<Runtime>>,
     listener: usize,
     limit: Arc<Semaphore>,
+    conn_limits: Arc<crate::connlimit::ConnLimits>,
     max_connections: usize,
     handshake_timeout: Duration,
     stop: watch::Receiver<bool>,
@@ -274,6 +282,15 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Rec
                 continue;
             }
         };
+        // Per-IP rate of new connections and concurrent connections, before the handshake.
+        let ip_slot = match ctx.conn_limits.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(_) => {
+                drop(tcp);
+                continue;
+            }
+        };
+        let conn_limits = ctx.conn_limits.clone();
         let rt = ctx.runtime.load_full();
         let id = ctx.conn_ids.fetch_add(1, Ordering::Relaxed) + 1;
         let stop = ctx.stop.clone();
@@ -283,12 +300,14 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Rec
         let hs_timeout = ctx.handshake_timeout;
         tokio::spawn(async move {
             let _permit = permit;
+            let _ip_slot = ip_slot;
             serve_tls(
                 rt,
                 registry,
                 tcp,
                 ConnStart {
                     fetcher,
+                    conn_limits,
                     peer,
                     listener: listener_idx,
                     id,
@@ -318,6 +337,7 @@ fn find_issuer(
 /// Where a new connection came from.
 struct ConnStart {
     fetcher: Arc<crate::mtls::fetch::RevocationFetcher>,
+    conn_limits: Arc<crate::connlimit::ConnLimits>,
     peer: SocketAddr,
     listener: usize,
     id: u64,
@@ -333,6 +353,7 @@ async fn serve_tls(
 ) {
     let ConnStart {
         fetcher: registry_fetcher,
+        conn_limits,
         peer,
         listener,
         id,
@@ -397,6 +418,19 @@ async fn serve_tls(
             }
         }
     }
+    // Concurrent connections per client certificate (limit_conn on the identity).
+    let _cert_slot = match (&identity, &conn_limits.per_cert) {
+        (Some(idn), Some(limit)) => {
+            match limit.acquire(format!("{}|{}", idn.issuer_dn, idn.subject_dn)) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::warn!(%peer, subject = %idn.subject_dn, "concurrent connections per client certificate exceeded: connection closed");
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
     // Register authenticated connections so a revocation can close them at once.
     let (_registration, kill) = match &identity {
         Some(idn) => {

@@ -113,6 +113,16 @@ pub struct LimitsSection {
     pub handshake_timeout: Option<Spanned<String>>,
     pub h2_max_concurrent_streams: Option<Spanned<u32>>,
     pub max_connections: Option<Spanned<usize>>,
+    /// Concurrent connections per client IP (nginx limit_conn by $binary_remote_addr).
+    pub max_connections_per_ip: Option<Spanned<usize>>,
+    /// Concurrent connections per client certificate identity.
+    pub max_connections_per_cert: Option<Spanned<usize>>,
+    /// New connections (and so TLS handshakes) per client IP: "20r/s" or "600r/m".
+    pub connection_rate_per_ip: Option<Spanned<String>>,
+    /// Extra connections allowed above that rate at once.
+    pub connection_burst_per_ip: Option<Spanned<u64>>,
+    /// Longest pause while a request body is received (slow POST) → 408.
+    pub body_timeout: Option<Spanned<String>>,
 }
 
 /// `[security_headers]` (global) and `[route.security_headers]` (override).

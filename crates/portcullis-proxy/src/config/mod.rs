@@ -102,6 +102,11 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     pub h2_max_concurrent_streams: u32,
     pub max_connections: usize,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_connections_per_cert: Option<usize>,
+    /// (requests, per seconds, burst) of new connections per IP.
+    pub connection_rate_per_ip: Option<(u64, u64, u64)>,
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -114,6 +119,10 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             h2_max_concurrent_streams: 128,
             max_connections: 10_000,
+            max_connections_per_ip: None,
+            max_connections_per_cert: None,
+            connection_rate_per_ip: None,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -570,6 +570,68 @@ impl Validator<'_> {
                 );
             }
         }
+        for (v, slot, name) in [
+            (
+                &l.max_connections_per_ip,
+                &mut out.max_connections_per_ip,
+                "max_connections_per_ip",
+            ),
+            (
+                &l.max_connections_per_cert,
+                &mut out.max_connections_per_cert,
+                "max_connections_per_cert",
+            ),
+        ] {
+            if let Some(s) = v {
+                if *s.get_ref() >= 1 {
+                    *slot = Some(*s.get_ref());
+                } else {
+                    self.r.error(
+                        span(s),
+                        &format!("{prefix}.{name}"),
+                        "must be at least 1",
+                        None,
+                    );
+                }
+            }
+        }
+        if let Some(r) = &l.connection_rate_per_ip {
+            let t = r.get_ref().trim().to_ascii_lowercase();
+            let parsed = t
+                .strip_suffix("r/s")
+                .map(|n| (n, 1))
+                .or_else(|| t.strip_suffix("r/m").map(|n| (n, 60)))
+                .and_then(|(n, w)| {
+                    n.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .map(|n| (n, w))
+                });
+            match parsed {
+                Some((n, w)) => {
+                    out.connection_rate_per_ip = Some((
+                        n,
+                        w,
+                        l.connection_burst_per_ip
+                            .as_ref()
+                            .map(|b| *b.get_ref())
+                            .unwrap_or(n),
+                    ))
+                }
+                None => self.r.error(
+                    span(r),
+                    &format!("{prefix}.connection_rate_per_ip"),
+                    format!("\"{}\" is not a rate", r.get_ref()),
+                    Some("write \"20r/s\" or \"600r/m\"".to_string()),
+                ),
+            }
+        }
+        out.body_timeout = self.duration(
+            &l.body_timeout,
+            &format!("{prefix}.body_timeout"),
+            base.body_timeout,
+        );
         if let Some(s) = &l.max_connections {
             if *s.get_ref() >= 1 {
                 out.max_connections = *s.get_ref();
