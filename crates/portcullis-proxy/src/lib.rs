@@ -18,6 +18,7 @@ pub mod rescue;
 pub mod route;
 pub mod runtime;
 pub mod server;
+pub mod sniff;
 pub mod stack;
 pub mod tls;
 pub mod tunnel;

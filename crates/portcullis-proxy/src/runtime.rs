@@ -36,6 +36,8 @@ pub enum BuildError {
 /// Per listener.
 pub struct ListenerRuntime {
     pub name: String,
+    /// Certificates this listener's CRLs revoke (its files, plus fetched ones with crl_fetch).
+    pub revoked: crate::mtls::RevokedSet,
     /// Fetch CRL distribution points of client certificates.
     pub crl_fetch: bool,
     pub ocsp: crate::mtls::fetch::OcspMode,
@@ -71,8 +73,6 @@ pub struct Runtime {
     pub trusted_proxies: Vec<IpNet>,
     pub access_log: AccessLog,
     pub log_format: Arc<LogFormat>,
-    /// Certificates revoked by the CRLs of all listeners.
-    pub revoked: crate::mtls::RevokedSet,
     /// All rate-limit zones.
     pub zones: Vec<Arc<crate::ratelimit::Zone>>,
     /// The built-in CA's endpoints, when `[pki]` is configured.
@@ -195,6 +195,15 @@ impl Runtime {
                 .map_err(|e| BuildError::Tls(l.name.clone(), e))?;
             listeners.push(ListenerRuntime {
                 name: l.name.clone(),
+                revoked: {
+                    let mut crls = crate::config::read_crls(&l.crl_paths).unwrap_or_default();
+                    if l.crl_fetch {
+                        crls.extend(fetched.crls());
+                    }
+                    let mut set = crate::mtls::RevokedSet::from_crls(&crls);
+                    set.leaf_only = l.crl_scope == crate::mtls::CrlScope::Leaf;
+                    set
+                },
                 tls,
                 crl_fetch: l.crl_fetch,
                 ocsp: l.ocsp,
@@ -247,15 +256,6 @@ impl Runtime {
             .collect();
         let access_log =
             AccessLog::open(cfg.log.access_target.clone()).map_err(BuildError::AccessLog)?;
-        let mut crls = Vec::new();
-        for l in &cfg.listeners {
-            if let Ok(c) = crate::config::read_crls(&l.crl_paths) {
-                crls.extend(c);
-            }
-        }
-        if cfg.listeners.iter().any(|l| l.crl_fetch) {
-            crls.extend(fetched.crls());
-        }
         fetched.set_staple_targets(staple_targets);
         let pki = match &cfg.pki {
             Some(p) => Some(
@@ -267,7 +267,6 @@ impl Runtime {
         Ok(Runtime {
             zones,
             pki,
-            revoked: crate::mtls::RevokedSet::from_crls(&crls),
             listeners,
             router: Router::new(&cfg.routes),
             routes,

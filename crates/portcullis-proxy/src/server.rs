@@ -434,15 +434,20 @@ async fn serve_tls(
     // Register authenticated connections so a revocation can close them at once.
     let (_registration, kill) = match &identity {
         Some(idn) => {
-            if rt.revoked.revokes(idn) {
+            if lr.revoked.revokes(idn) {
+                tracing::info!(%peer, listener = %lr.name, subject = %idn.subject_dn, reason = "revoked", "client certificate revoked since the handshake began: connection closed");
                 return;
             }
-            let (r, k) = registry.register(id, idn.clone());
+            let (r, k) = registry.register(id, listener, idn.clone());
             (Some(r), Some(k))
         }
         None => (None, None),
     };
+    let is_h2 = sc.alpn_protocol() == Some(b"h2");
+    let ambiguous = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let max_head = lr.limits.max_header_size;
     let info = Arc::new(ConnInfo {
+        first_head_ambiguous: ambiguous.clone(),
         id,
         peer,
         local,
@@ -462,11 +467,12 @@ async fn serve_tls(
         kill: kill.clone(),
         route_ca: std::sync::Mutex::new(Vec::new()),
     });
+    let guarded = crate::sniff::Guard::new(tls, is_h2, max_head, ambiguous);
     let rt2 = rt.clone();
     let service = service_fn(move |req| stack::handle(rt2.clone(), info.clone(), req));
     let conn = lr
         .http
-        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+        .serve_connection_with_upgrades(TokioIo::new(guarded), service)
         .into_owned();
     let mut conn = Box::pin(conn);
     let revoked = async move {
@@ -559,7 +565,8 @@ impl Reloader {
             Some(&current),
         )
         .map_err(|e| e.to_string())?;
-        let closed = self.registry.close_revoked(&rt.revoked);
+        let sets: Vec<&crate::mtls::RevokedSet> = rt.listeners.iter().map(|l| &l.revoked).collect();
+        let closed = self.registry.close_revoked(&sets);
         let old = self.runtime.swap(Arc::new(rt));
         if closed > 0 {
             tracing::warn!(

@@ -45,6 +45,8 @@ pub struct ConnInfo {
     pub kill: Option<tokio::sync::watch::Receiver<bool>>,
     /// Per route: does the chain lead to that route's CAs (cached per connection)?
     pub route_ca: std::sync::Mutex<Vec<(usize, bool)>>,
+    /// The first HTTP/1.1 request head had both Content-Length and Transfer-Encoding.
+    pub first_head_ambiguous: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the access log needs once the response has been sent.
@@ -205,6 +207,13 @@ async fn proxy(
     log: &mut LogCtx,
 ) -> Result<(Response<ResponseBody>, Option<usize>), Rescue> {
     // Request shape: what an HTTP/1.1 parser may let through but a proxy must refuse.
+    // hyper drops Content-Length when Transfer-Encoding is present; the guard saw both.
+    if log.conn_requests == 1 && conn.first_head_ambiguous.load(Ordering::Relaxed) {
+        return Err((
+            GatewayError::BadRequest("both Transfer-Encoding and Content-Length"),
+            None,
+        ));
+    }
     let h = req.headers();
     if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
         return Err((

@@ -32,11 +32,8 @@ const VALID_CASES: [&str; 4] = [
     "bare-lf-headers",
 ];
 
-/// BUG: CL+TE. hyper drops Content-Length, reads the body as chunked and closes
-/// the connection after the response (RFC 9112 §6.3 allows that, and there is
-/// no desync), but issue 2 wants 400 without forwarding. The stack's check for
-/// both headers never fires because hyper removed one; see the ignored test below.
-const KNOWN_FORWARDED: [&str; 2] = ["cl-te", "te-cl"];
+/// Cases that are forwarded by design; none (CL+TE is refused by the read guard, sniff.rs).
+const KNOWN_FORWARDED: [&str; 0] = [];
 
 #[test]
 fn http1_desync_probe_finds_no_desync_and_nothing_malformed_reaches_the_backend() {
@@ -165,6 +162,12 @@ fn h2_abuse_probe_leaves_the_gateway_serving() {
         .find(|l| l.starts_with("continuation_flood"))
         .unwrap_or("");
     assert!(!cont.contains("reaction: none"), "{cont}");
+    // So must the PING flood (the read guard counts control frames, sniff.rs).
+    let ping = text
+        .lines()
+        .find(|l| l.starts_with("ping_flood"))
+        .unwrap_or("");
+    assert!(!ping.contains("reaction: none"), "{ping}");
     // Still alive, and serving another client over both protocols.
     assert!(
         gw.child.try_wait().unwrap().is_none(),
@@ -179,10 +182,9 @@ fn h2_abuse_probe_leaves_the_gateway_serving() {
     }
 }
 
-// BUG: see KNOWN_FORWARDED. Needs the raw header block (hyper removes
-// Content-Length before the stack sees the request), so not a local fix.
+// hyper removes Content-Length before the stack sees the request; the read
+// guard (sniff.rs) saw both headers in the raw head.
 #[test]
-#[ignore]
 fn content_length_with_transfer_encoding_is_400_and_not_forwarded() {
     let env = env();
     let up = MockUpstream::start("up");

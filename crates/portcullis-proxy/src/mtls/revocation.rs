@@ -30,6 +30,8 @@ fn trim_serial(s: &[u8]) -> Vec<u8> {
 #[derive(Debug, Default, Clone)]
 pub struct RevokedSet {
     ids: HashSet<CertId>,
+    /// Check only the leaf (a listener's `crl_scope = "leaf"`).
+    pub leaf_only: bool,
 }
 
 impl RevokedSet {
@@ -46,7 +48,10 @@ impl RevokedSet {
                 }
             }
         }
-        RevokedSet { ids }
+        RevokedSet {
+            ids,
+            leaf_only: false,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -64,15 +69,16 @@ impl RevokedSet {
         }
         self.ids
             .contains(&(id.issuer_der.clone(), trim_serial(&id.serial_bytes)))
-            || id
-                .chain_ids
-                .iter()
-                .any(|(serial, issuer)| self.ids.contains(&(issuer.clone(), trim_serial(serial))))
+            || !self.leaf_only
+                && id.chain_ids.iter().any(|(serial, issuer)| {
+                    self.ids.contains(&(issuer.clone(), trim_serial(serial)))
+                })
     }
 }
 
 struct Entry {
     identity: std::sync::Arc<ClientIdentity>,
+    listener: usize,
     kill: watch::Sender<bool>,
 }
 
@@ -112,12 +118,20 @@ impl ConnRegistry {
     pub fn register(
         &self,
         id: u64,
+        listener: usize,
         identity: std::sync::Arc<ClientIdentity>,
     ) -> (Registration<'_>, watch::Receiver<bool>) {
         let (tx, rx) = watch::channel(false);
         let keep = tx.clone();
         if let Ok(mut m) = self.conns.lock() {
-            m.insert(id, Entry { identity, kill: tx });
+            m.insert(
+                id,
+                Entry {
+                    identity,
+                    listener,
+                    kill: tx,
+                },
+            );
         }
         (
             Registration {
@@ -129,15 +143,19 @@ impl ConnRegistry {
         )
     }
 
-    /// Tells every connection whose certificate `set` revokes to close; returns how many.
-    pub fn close_revoked(&self, set: &RevokedSet) -> usize {
-        if set.is_empty() {
+    /// Tells every connection whose certificate its listener's set (`sets[listener]`)
+    /// revokes to close; returns how many.
+    pub fn close_revoked(&self, sets: &[&RevokedSet]) -> usize {
+        if sets.iter().all(|s| s.is_empty()) {
             return 0;
         }
         let Ok(m) = self.conns.lock() else { return 0 };
         let mut n = 0;
         for (id, e) in m.iter() {
-            if set.revokes(&e.identity) {
+            if sets
+                .get(e.listener)
+                .is_some_and(|set| set.revokes(&e.identity))
+            {
                 tracing::warn!(conn = id, subject = %e.identity.subject_dn, serial = %e.identity.serial_hex, "client certificate revoked: closing its connection");
                 let _ = e.kill.send(true);
                 n += 1;
