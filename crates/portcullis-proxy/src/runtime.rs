@@ -70,6 +70,8 @@ pub struct Runtime {
     pub upstreams: Vec<Arc<Upstream>>,
     /// Security headers for answers made before a route is known.
     pub default_headers: HeaderSet,
+    /// The same as raw header lines, for the error answers hyper writes itself.
+    pub error_head_lines: Arc<Vec<u8>>,
     pub trusted_proxies: Vec<IpNet>,
     pub access_log: AccessLog,
     pub log_format: Arc<LogFormat>,
@@ -272,6 +274,14 @@ impl Runtime {
             routes,
             upstreams,
             default_headers: security_header_set(&cfg.security_headers),
+            error_head_lines: Arc::new(
+                security_header_set(&cfg.security_headers)
+                    .iter()
+                    .flat_map(|(n, v)| {
+                        [n.as_str().as_bytes(), b": ", v.as_bytes(), b"\r\n"].concat()
+                    })
+                    .collect(),
+            ),
             trusted_proxies: cfg.server.trusted_proxies.clone(),
             access_log,
             log_format: Arc::new(cfg.log.access_format.clone()),

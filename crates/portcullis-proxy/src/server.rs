@@ -467,7 +467,13 @@ async fn serve_tls(
         kill: kill.clone(),
         route_ca: std::sync::Mutex::new(Vec::new()),
     });
-    let guarded = crate::sniff::Guard::new(tls, is_h2, max_head, ambiguous);
+    let guarded = crate::sniff::Guard::new(
+        tls,
+        is_h2,
+        max_head,
+        ambiguous,
+        Some(rt.error_head_lines.clone()),
+    );
     let rt2 = rt.clone();
     let service = service_fn(move |req| stack::handle(rt2.clone(), info.clone(), req));
     let conn = lr

@@ -49,13 +49,22 @@ pin_project! {
         mode: Mode,
         max_head: usize,
         ambiguous: Arc<AtomicBool>,
+        // HTTP/1.1 only: header lines added to the error answers hyper writes by itself.
+        inject: Option<Arc<Vec<u8>>>,
+        pending: Vec<u8>,
     }
 }
 
 impl<S> Guard<S> {
     /// `h2` is the ALPN result; `ambiguous` is set when the first HTTP/1.1 head
     /// carries both Content-Length and Transfer-Encoding.
-    pub fn new(inner: S, h2: bool, max_head: usize, ambiguous: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        inner: S,
+        h2: bool,
+        max_head: usize,
+        ambiguous: Arc<AtomicBool>,
+        inject: Option<Arc<Vec<u8>>>,
+    ) -> Self {
         let mode = if h2 {
             Mode::H2 {
                 skip: H2_PREFACE_LEN,
@@ -66,11 +75,14 @@ impl<S> Guard<S> {
         } else {
             Mode::H1Head(Vec::new())
         };
+        let inject = if h2 { None } else { inject };
         Guard {
             inner,
             mode,
             max_head,
             ambiguous,
+            inject,
+            pending: Vec::new(),
         }
     }
 }
@@ -195,27 +207,107 @@ impl<S: AsyncRead> AsyncRead for Guard<S> {
     }
 }
 
+/// hyper's own answers to unparsable requests (400, 414, 431) are the only
+/// 4xx heads without an X-Request-Id: every answer of the stack has one.
+fn is_bare_error_head(buf: &[u8]) -> bool {
+    if !buf.starts_with(b"HTTP/1.1 4") {
+        return false;
+    }
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    let head = &buf[..head_end];
+    !head
+        .windows(13)
+        .any(|w| w.eq_ignore_ascii_case(b"x-request-id:"))
+}
+
+/// Writes what is pending; Ready(Ok) once it is all out.
+fn drain<S: AsyncWrite>(
+    mut inner: Pin<&mut S>,
+    pending: &mut Vec<u8>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while !pending.is_empty() {
+        match inner.as_mut().poll_write(cx, pending) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => {
+                pending.drain(..n);
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    Poll::Ready(Ok(()))
+}
+
 impl<S: AsyncWrite> AsyncWrite for Guard<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        let this = self.project();
+        if this.inject.is_none() {
+            return this.inner.poll_write(cx, buf);
+        }
+        let mut inner = this.inner;
+        match drain(inner.as_mut(), this.pending, cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        if let (Some(extra), true) = (this.inject.as_ref(), is_bare_error_head(buf)) {
+            let line_end = buf
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .map_or(buf.len(), |p| p + 2);
+            this.pending.extend_from_slice(&buf[..line_end]);
+            this.pending.extend_from_slice(extra);
+            this.pending.extend_from_slice(&buf[line_end..]);
+            // The bytes are ours now; this drain, the next write or the flush sends them.
+            if let Poll::Ready(Err(e)) = drain(inner, this.pending, cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        inner.poll_write(cx, buf)
     }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let mut inner = this.inner;
+        match drain(inner.as_mut(), this.pending, cx) {
+            Poll::Ready(Ok(())) => inner.poll_flush(cx),
+            other => other,
+        }
     }
+
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        let this = self.project();
+        let mut inner = this.inner;
+        match drain(inner.as_mut(), this.pending, cx) {
+            Poll::Ready(Ok(())) => inner.poll_shutdown(cx),
+            other => other,
+        }
     }
+
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if self.inject.is_some() && (!self.pending.is_empty() || is_bare_error_head(first)) {
+            return self.poll_write(cx, first);
+        }
         self.project().inner.poll_write_vectored(cx, bufs)
     }
+
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
@@ -224,6 +316,17 @@ impl<S: AsyncWrite> AsyncWrite for Guard<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_error_heads() {
+        assert!(is_bare_error_head(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n"
+        ));
+        assert!(!is_bare_error_head(
+            b"HTTP/1.1 404 Not Found\r\nx-request-id: abc\r\n\r\n"
+        ));
+        assert!(!is_bare_error_head(b"HTTP/1.1 200 OK\r\n\r\n"));
+    }
 
     #[test]
     fn ambiguous_heads() {
