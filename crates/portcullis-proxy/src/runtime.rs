@@ -127,7 +127,7 @@ fn http_builder(l: &Limits, http2: bool) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(l.header_timeout)
+        .header_read_timeout(l.header_timeout + std::time::Duration::from_secs(1))
         .max_buf_size(l.max_header_size.max(8192))
         .max_headers(l.max_headers)
         .keep_alive(true)

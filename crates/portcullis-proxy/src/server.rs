@@ -473,7 +473,8 @@ async fn serve_tls(
         max_head,
         ambiguous,
         Some(rt.error_head_lines.clone()),
-    );
+    )
+    .with_head_timeout(lr.limits.header_timeout);
     let rt2 = rt.clone();
     let service = service_fn(move |req| stack::handle(rt2.clone(), info.clone(), req));
     let conn = lr

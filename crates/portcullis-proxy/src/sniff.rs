@@ -14,6 +14,7 @@
 //! only reads 9-byte headers at known offsets) and cuts a connection that
 //! sends more than a bucket's worth of PING/SETTINGS frames.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +53,8 @@ pin_project! {
         // HTTP/1.1 only: header lines added to the error answers hyper writes by itself.
         inject: Option<Arc<Vec<u8>>>,
         pending: Vec<u8>,
+        // HTTP/1.1: the first request head must be complete by then (slowloris) → 408.
+        head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 }
 
@@ -83,7 +86,16 @@ impl<S> Guard<S> {
             ambiguous,
             inject,
             pending: Vec::new(),
+            head_deadline: None,
         }
+    }
+
+    /// Answers 408 and closes when the first request head takes longer than `t`.
+    pub fn with_head_timeout(mut self, t: std::time::Duration) -> Self {
+        if matches!(self.mode, Mode::H1Head(_)) {
+            self.head_deadline = Some(Box::pin(tokio::time::sleep(t)));
+        }
+        self
     }
 }
 
@@ -186,15 +198,38 @@ impl Mode {
     }
 }
 
-impl<S: AsyncRead> AsyncRead for Guard<S> {
+impl<S: AsyncRead + AsyncWrite> AsyncRead for Guard<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.project();
+        let mut this = self.project();
+        if let Some(deadline) = this.head_deadline.as_mut() {
+            if !matches!(this.mode, Mode::H1Head(_)) {
+                *this.head_deadline = None;
+            } else if deadline.as_mut().poll(cx).is_ready() {
+                *this.head_deadline = None;
+                *this.mode = Mode::Done;
+                let body = b"{\"error\":\"request_timeout\",\"message\":\"the request headers took too long\"}";
+                let mut resp = format!("HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n", body.len()).into_bytes();
+                if let Some(extra) = this.inject.as_ref() {
+                    resp.extend_from_slice(extra);
+                }
+                resp.extend_from_slice(b"\r\n");
+                resp.extend_from_slice(body);
+                // Best effort: one write attempt, then the connection ends.
+                let _ = this.inner.as_mut().poll_write(cx, &resp);
+                let _ = this.inner.as_mut().poll_flush(cx);
+                tracing::debug!("request head not complete in time: 408 and close");
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request head timeout",
+                )));
+            }
+        }
         let before = buf.filled().len();
-        let r = this.inner.poll_read(cx, buf);
+        let r = this.inner.as_mut().poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &r {
             if !matches!(this.mode, Mode::Done) {
                 let new = &buf.filled()[before..];
