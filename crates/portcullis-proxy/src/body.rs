@@ -20,6 +20,8 @@ pub enum BodyError {
     TooLarge(u64),
     #[error("body stream: {0}")]
     Stream(#[from] hyper::Error),
+    #[error("the request body paused longer than {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 pin_project! {
@@ -27,16 +29,25 @@ pin_project! {
     #[project = RequestBodyProj]
     pub enum RequestBody {
         Empty,
-        Limited { #[pin] inner: Incoming, remaining: u64, limit: u64 },
+        Limited {
+            #[pin] inner: Incoming,
+            remaining: u64,
+            limit: u64,
+            // Longest pause between two pieces of the body (slow POST).
+            idle: std::time::Duration,
+            timer: Pin<Box<tokio::time::Sleep>>,
+        },
     }
 }
 
 impl RequestBody {
-    pub fn limited(inner: Incoming, limit: u64) -> Self {
+    pub fn limited(inner: Incoming, limit: u64, idle: std::time::Duration) -> Self {
         RequestBody::Limited {
             inner,
             remaining: limit,
             limit,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
         }
     }
 }
@@ -55,8 +66,12 @@ impl Body for RequestBody {
                 inner,
                 remaining,
                 limit,
+                idle,
+                timer,
             } => match inner.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
+                    let next = tokio::time::Instant::now() + *idle;
+                    timer.as_mut().reset(next);
                     if let Some(data) = frame.data_ref() {
                         let n = data.len() as u64;
                         if n > *remaining {
@@ -68,7 +83,12 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Stream(e)))),
                 Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
+                Poll::Pending => {
+                    if std::future::Future::poll(timer.as_mut(), cx).is_ready() {
+                        return Poll::Ready(Some(Err(BodyError::Timeout(*idle))));
+                    }
+                    Poll::Pending
+                }
             },
         }
     }

@@ -18,6 +18,8 @@ pub enum GatewayError {
         allow: String,
     },
     PayloadTooLarge,
+    /// 408: the request body paused too long (slow POST).
+    RequestTimeout,
     HeadersTooLarge,
     MisdirectedRequest,
     BadGateway,
@@ -46,6 +48,7 @@ impl GatewayError {
             GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
@@ -106,6 +109,10 @@ impl GatewayError {
                 "the client certificate is not trusted for this resource",
             ),
             GatewayError::Forbidden => ("forbidden", "access to this resource is not allowed"),
+            GatewayError::RequestTimeout => (
+                "request_timeout",
+                "the request body was not received in time",
+            ),
             GatewayError::RateLimited { .. } => ("rate_limited", "too many requests; retry later"),
         }
     }
@@ -146,7 +153,10 @@ pub fn error_response(err: &GatewayError, request_id: &str) -> Response<Response
     }
     if matches!(
         err,
-        GatewayError::BadRequest(_) | GatewayError::PayloadTooLarge | GatewayError::HeadersTooLarge
+        GatewayError::BadRequest(_)
+            | GatewayError::PayloadTooLarge
+            | GatewayError::HeadersTooLarge
+            | GatewayError::RequestTimeout
     ) {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }

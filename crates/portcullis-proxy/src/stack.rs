@@ -369,7 +369,7 @@ async fn proxy(
     let body = if body_empty {
         RequestBody::Empty
     } else {
-        RequestBody::limited(body, limit)
+        RequestBody::limited(body, limit, rt.listeners[conn.listener].limits.body_timeout)
     };
     let headers = &mut parts.headers;
     forward::strip_hop_by_hop(headers, upgrade);
@@ -484,13 +484,19 @@ async fn proxy(
             }
             Ok(Err(e)) => {
                 drop(guard);
-                if caused_by_too_large(&e) {
-                    return Err((GatewayError::PayloadTooLarge, Some(ri)));
-                }
-                // The client's body was malformed (bad chunk size, bare LF): the client's
-                // fault, not the server's; never count it toward ejecting the server.
-                if caused_by_client_body(&e) {
-                    return Err((GatewayError::BadRequest("malformed request body"), Some(ri)));
+                // The client's body was too large, too slow or malformed (bad chunk size,
+                // bare LF): the client's fault, never counted toward ejecting the server.
+                match client_body_error(&e) {
+                    Some(BodyError::TooLarge(_)) => {
+                        return Err((GatewayError::PayloadTooLarge, Some(ri)))
+                    }
+                    Some(BodyError::Timeout(_)) => {
+                        return Err((GatewayError::RequestTimeout, Some(ri)))
+                    }
+                    Some(BodyError::Stream(_)) => {
+                        return Err((GatewayError::BadRequest("malformed request body"), Some(ri)))
+                    }
+                    None => {}
                 }
                 upstream.record_failure(si);
                 tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, server = %server.authority, error = %error_chain(&e), "upstream request failed");
@@ -575,26 +581,16 @@ fn path_error_text(e: crate::route::PathError) -> &'static str {
     }
 }
 
-fn caused_by_client_body(e: &(dyn StdError + 'static)) -> bool {
+/// The client-body error behind an upstream request failure, if that is the cause.
+fn client_body_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a BodyError> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(BodyError::Stream(_)) = err.downcast_ref::<BodyError>() {
-            return true;
+        if let Some(b) = err.downcast_ref::<BodyError>() {
+            return Some(b);
         }
         cur = err.source();
     }
-    false
-}
-
-fn caused_by_too_large(e: &(dyn StdError + 'static)) -> bool {
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(BodyError::TooLarge(_)) = err.downcast_ref::<BodyError>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+    None
 }
 
 fn error_chain(e: &(dyn StdError + 'static)) -> String {

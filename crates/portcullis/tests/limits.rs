@@ -181,3 +181,40 @@ fn malformed_chunked_body_is_400_and_does_not_eject_the_upstream() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "ok");
 }
+
+const SLOW_POST: &str = r#"
+import socket, ssl, sys, time
+port = int(sys.argv[1])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(['http/1.1'])
+s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port), timeout=30), server_hostname='localhost')
+s.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789")
+# then nothing: the body stalls
+s.settimeout(20)
+out = b''
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+except (OSError, ssl.SSLError):
+    pass
+print("GOT " + out.decode('latin1').split("\r\n")[0])
+"#;
+
+#[test]
+fn slow_post_body_gets_408() {
+    let env = env();
+    let up = MockUpstream::start("ok");
+    let _gw = limited_gateway(&env, &up, "body_timeout = \"1s\"\n");
+    let out = python(SLOW_POST, &[&env.https_port.to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.trim().starts_with("GOT HTTP/1.1 408"),
+        "a stalled body was not cut with 408: {text}"
+    );
+    // The gateway still serves others.
+    let r = Curl::https(env.https_port, "/", env.ca_file()).run();
+    assert_eq!(r.status, 200);
+}
