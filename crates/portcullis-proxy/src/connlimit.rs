@@ -143,10 +143,10 @@ impl ConnLimits {
     fn warn_sometimes(&self, ip: IpAddr, what: &str) {
         let now = crate::ratelimit::now_ms();
         let last = self.last_warn_ms.load(Ordering::Relaxed);
-        if now >= last + 1000
+        if (last == 0 || now >= last + 1000)
             && self
                 .last_warn_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
             tracing::warn!(%ip, "{what}");
