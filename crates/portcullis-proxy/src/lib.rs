@@ -9,6 +9,7 @@ pub mod body;
 pub mod config;
 pub mod connlimit;
 pub mod echo;
+pub mod expiry;
 pub mod forward;
 pub mod mtls;
 pub mod observe;

@@ -88,6 +88,7 @@ pub fn run_gateway(cfg: Config, on_ready: impl FnOnce(&portcullis_proxy::BoundAd
             }
         };
         on_ready(gw.addrs());
+        portcullis_proxy::expiry::warn_soon(&cfg, std::time::Duration::from_secs(30 * 86400));
         spawn_reload_on_sighup(cfg.source.clone(), gw.reloader());
         let access = gw.reloader();
         tokio::spawn(async move {
