@@ -5,6 +5,7 @@
 
 pub mod accesslog;
 mod accesslog_glue;
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod connlimit;

@@ -26,7 +26,7 @@ pub enum Denial {
 }
 
 /// A glob with `*` matching any run of characters, compared without case.
-fn glob(pattern: &str, s: &str) -> bool {
+pub fn glob_match(pattern: &str, s: &str) -> bool {
     let p: Vec<char> = pattern.to_lowercase().chars().collect();
     let t: Vec<char> = s.to_lowercase().chars().collect();
     let (mut pi, mut ti, mut star, mut mark) = (0usize, 0usize, None, 0usize);
@@ -155,7 +155,10 @@ impl RoutePolicy {
             )));
         }
         if self.has_allow_list() {
-            let ok = self.allow_subjects.iter().any(|p| glob(p, &id.subject_dn))
+            let ok = self
+                .allow_subjects
+                .iter()
+                .any(|p| glob_match(p, &id.subject_dn))
                 || self
                     .allow_dns
                     .iter()
@@ -172,7 +175,7 @@ impl RoutePolicy {
                 || self
                     .allow_emails
                     .iter()
-                    .any(|p| id.emails.iter().any(|e| glob(p, e)))
+                    .any(|p| id.emails.iter().any(|e| glob_match(p, e)))
                 || self
                     .allow_spiffe
                     .iter()
@@ -210,11 +213,11 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob("CN=*,O=Payments", "CN=svc-a,O=Payments"));
-        assert!(!glob("CN=*,O=Payments", "CN=svc-a,O=Payments,OU=x"));
-        assert!(glob("*O=Payments*", "CN=a,O=Payments,C=US"));
-        assert!(glob("cn=ADMIN", "CN=admin"));
-        assert!(!glob("CN=admin", "CN=admin2"));
+        assert!(glob_match("CN=*,O=Payments", "CN=svc-a,O=Payments"));
+        assert!(!glob_match("CN=*,O=Payments", "CN=svc-a,O=Payments,OU=x"));
+        assert!(glob_match("*O=Payments*", "CN=a,O=Payments,C=US"));
+        assert!(glob_match("cn=ADMIN", "CN=admin"));
+        assert!(!glob_match("CN=admin", "CN=admin2"));
     }
 
     #[test]
