@@ -52,6 +52,7 @@ pub fn write(access: &AccessLog, format: &LogFormat, ctx: &LogCtx, sent: u64) {
         rec.limit_req_zone = Some(zone);
         rec.limit_req_status = Some(status);
     }
+    rec.consumer = ctx.consumer.as_deref();
     let v_remain;
     match &conn.identity {
         Some(id) => {

@@ -32,6 +32,8 @@ pub enum GatewayError {
     CertUntrusted,
     /// 403: authenticated, not allowed here.
     Forbidden,
+    /// 401 with this WWW-Authenticate challenge.
+    Unauthorized(&'static str),
     /// A rate-limit zone refused (429 unless the zone says otherwise).
     RateLimited {
         status: u16,
@@ -61,6 +63,7 @@ impl GatewayError {
                 StatusCode::from_u16(495).unwrap_or(StatusCode::BAD_REQUEST)
             }
             GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::RateLimited { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::TOO_MANY_REQUESTS)
             }
@@ -109,6 +112,7 @@ impl GatewayError {
                 "the client certificate is not trusted for this resource",
             ),
             GatewayError::Forbidden => ("forbidden", "access to this resource is not allowed"),
+            GatewayError::Unauthorized(_) => ("unauthorized", "authentication is required"),
             GatewayError::RequestTimeout => (
                 "request_timeout",
                 "the request body was not received in time",
@@ -145,6 +149,12 @@ pub fn error_response(err: &GatewayError, request_id: &str) -> Response<Response
         if let Ok(v) = HeaderValue::from_str(&format!("\"{zone}\";r=0;t={retry_after_s}")) {
             h.insert("ratelimit", v);
         }
+    }
+    if let GatewayError::Unauthorized(challenge) = err {
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
     }
     if let GatewayError::MethodNotAllowed { allow } = err {
         if let Ok(v) = HeaderValue::from_str(allow) {

@@ -77,6 +77,8 @@ pub struct Runtime {
     pub log_format: Arc<LogFormat>,
     /// All rate-limit zones.
     pub zones: Vec<Arc<crate::ratelimit::Zone>>,
+    pub consumers: crate::auth::Consumers,
+    pub api_keys: crate::auth::apikey::ApiKeys,
     /// The built-in CA's endpoints, when `[pki]` is configured.
     pub pki: Option<crate::pki_service::PkiService>,
     _health: Vec<TaskGuard>,
@@ -266,7 +268,28 @@ impl Runtime {
             ),
             None => None,
         };
+        let consumers = crate::auth::Consumers {
+            list: cfg.consumers.iter().map(|c| Arc::new(c.clone())).collect(),
+        };
+        let mut api_keys = crate::auth::apikey::ApiKeys::new(
+            cfg.api_keys.header.clone(),
+            cfg.api_keys.query_param.clone(),
+        );
+        for (hash, name, expires, disabled) in &cfg.api_keys.keys {
+            if let Some(c) = consumers.by_name(name) {
+                api_keys.insert(
+                    *hash,
+                    crate::auth::apikey::KeyEntry {
+                        consumer: c.clone(),
+                        expires: *expires,
+                        disabled: *disabled,
+                    },
+                );
+            }
+        }
         Ok(Runtime {
+            consumers,
+            api_keys,
             zones,
             pki,
             listeners,

@@ -70,6 +70,10 @@ pub struct LogCtx {
     pub upstream_response_time: Option<Duration>,
     /// Zone and $limit_req_status of the deciding rate limit.
     pub limit: Option<(String, &'static str)>,
+    /// The authenticated consumer ($consumer).
+    pub consumer: Option<String>,
+    /// Headers added to the response whatever it is (CORS).
+    pub response_extra: Vec<(http::header::HeaderName, HeaderValue)>,
 }
 
 /// Entry point of every request on a TLS listener.
@@ -105,6 +109,8 @@ pub async fn handle(
         upstream_status: None,
         upstream_response_time: None,
         limit: None,
+        consumer: None,
+        response_extra: Vec::new(),
     };
     let (mut resp, route) = match proxy(&rt, &conn, req, &mut log).await {
         Ok(ok) => ok,
@@ -130,6 +136,9 @@ pub async fn handle(
     }
     if let Ok(v) = HeaderValue::from_str(&log.request_id) {
         h.insert(X_REQUEST_ID.clone(), v);
+    }
+    for (n, v) in log.response_extra.drain(..) {
+        h.insert(n, v);
     }
     log.status = resp.status().as_u16();
     let access = rt.access_log.clone();
@@ -303,6 +312,55 @@ async fn proxy(
         }
     }
 
+    // CORS preflight: answered here, never forwarded.
+    if let Some(cors) = &route.cfg.cors {
+        if crate::auth::cors::Cors::is_preflight(req.method(), req.headers()) {
+            return match cors.preflight(req.headers()) {
+                Some(hs) => {
+                    let mut r = Response::new(ResponseBody::empty());
+                    *r.status_mut() = StatusCode::NO_CONTENT;
+                    r.headers_mut().extend(hs);
+                    Ok((r, Some(ri)))
+                }
+                None => Err((GatewayError::Forbidden, Some(ri))),
+            };
+        }
+        log.response_extra = cors.response_headers(req.headers());
+    }
+
+    // Authentication and consumers: all of `auth`, one of `auth_any`.
+    let mut consumer: Option<Arc<crate::auth::Consumer>> = None;
+    if route.cfg.auth.is_active() {
+        use crate::auth::{Scheme, SchemeResult, Verdict};
+        let now = SystemTime::now();
+        let verdict = crate::auth::decide(&route.cfg.auth, |scheme| match scheme {
+            Scheme::Mtls => match &conn.identity {
+                Some(id) => SchemeResult::Ok(rt.consumers.by_certificate(id).cloned()),
+                None => SchemeResult::Missing,
+            },
+            Scheme::ApiKey => match rt.api_keys.presented(req.headers(), req.uri().query()) {
+                None => SchemeResult::Missing,
+                Some(k) => match rt.api_keys.check(&k, now) {
+                    Ok(e) => SchemeResult::Ok(Some(e.consumer.clone())),
+                    Err(why) => SchemeResult::Invalid(why),
+                },
+            },
+            Scheme::Jwt | Scheme::Signature => SchemeResult::Missing,
+        });
+        match verdict {
+            Verdict::Allowed(c) => consumer = c,
+            Verdict::Unauthenticated(scheme, reason) => {
+                tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, scheme = scheme.as_str(), reason, "authentication failed");
+                return Err((GatewayError::Unauthorized(scheme.challenge()), Some(ri)));
+            }
+            Verdict::Forbidden(reason) => {
+                tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, %reason, "authorization denied");
+                return Err((GatewayError::Forbidden, Some(ri)));
+            }
+        }
+        log.consumer = consumer.as_ref().map(|c| c.name.clone());
+    }
+
     // Rate limits (nginx limit_req): every zone of the route must pass; delays wait here.
     if !route.zones.is_empty() {
         let client = forward::client_ip(conn.peer.ip(), req.headers(), &rt.trusted_proxies);
@@ -374,6 +432,21 @@ async fn proxy(
     let headers = &mut parts.headers;
     forward::strip_hop_by_hop(headers, upgrade);
     forward::strip_client_assertions(headers);
+    // The consumer, as the gateway established it; a client's copy never passes.
+    headers.remove(&route.cfg.consumer_header);
+    if let Some(c) = &consumer {
+        if let Ok(v) = HeaderValue::from_str(&c.name) {
+            headers.insert(route.cfg.consumer_header.clone(), v);
+        }
+    }
+    // API keys never go upstream.
+    if route.cfg.auth.all.contains(&crate::auth::Scheme::ApiKey)
+        || route.cfg.auth.any.contains(&crate::auth::Scheme::ApiKey)
+    {
+        if let Some(stripped) = rt.api_keys.strip(headers, &path_q) {
+            path_q = stripped;
+        }
+    }
     let formats = &route.cfg.mtls.identity_headers;
     if !formats.is_empty() {
         // The route's own (possibly custom) identity header names: a client's

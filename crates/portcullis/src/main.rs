@@ -4,6 +4,7 @@
 //! config or usage).
 #![forbid(unsafe_code)]
 
+mod apikey_cli;
 mod pki_cli;
 mod quickstart;
 mod serve;
@@ -53,6 +54,9 @@ enum Command {
     Token(pki_cli::TokenCommand),
     /// Sign a fresh CRL.
     Crl(pki_cli::CrlArgs),
+    /// API keys for consumers: create (shown once), hash.
+    #[command(subcommand)]
+    Apikey(apikey_cli::ApikeyCommand),
     /// Run only the built-in echo upstream (answers with the request it saw, as JSON).
     Echo {
         #[arg(long, default_value = "127.0.0.1:9090")]
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::Cert(c) => report(pki_cli::run_cert(c)),
         Command::Token(c) => report(pki_cli::run_token(c)),
         Command::Crl(a) => report(pki_cli::run_crl(a)),
+        Command::Apikey(c) => report(apikey_cli::run(c)),
     }
 }
 

@@ -144,7 +144,7 @@ pub enum Verdict {
 /// Combines per-scheme results into the route's verdict.
 pub fn decide(route: &RouteAuth, mut result: impl FnMut(Scheme) -> SchemeResult) -> Verdict {
     let mut consumer: Option<Arc<Consumer>> = None;
-    let mut note = |c: Option<Arc<Consumer>>, consumer: &mut Option<Arc<Consumer>>| {
+    let note = |c: Option<Arc<Consumer>>, consumer: &mut Option<Arc<Consumer>>| {
         if consumer.is_none() {
             *consumer = c;
         }

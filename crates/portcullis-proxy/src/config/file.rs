@@ -33,6 +33,77 @@ pub struct FileConfig {
     pub pki: Option<Spanned<PkiSection>>,
     #[serde(default, rename = "rate_limit")]
     pub rate_limits: Vec<Spanned<RateLimitSection>>,
+    #[serde(default, rename = "consumer")]
+    pub consumers: Vec<Spanned<ConsumerSection>>,
+    pub api_keys: Option<ApiKeysSection>,
+}
+
+/// `[[consumer]]`: a named client and the identities that are it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSection {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// RFC 2253 subject patterns of its client certificates.
+    #[serde(default)]
+    pub cert_subjects: Vec<String>,
+    /// SPIFFE IDs of its client certificates.
+    #[serde(default)]
+    pub cert_spiffe: Vec<String>,
+    /// Its API keys, as `portcullis apikey create` prints them (hashes only).
+    #[serde(default)]
+    pub api_keys: Vec<Spanned<ApiKeyEntrySection>>,
+    /// Its JWT identities.
+    #[serde(default)]
+    pub jwt: Vec<JwtSubjectSection>,
+}
+
+/// One stored API key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyEntrySection {
+    /// "sha256:<hex>".
+    pub hash: Spanned<String>,
+    /// RFC 3339 expiry.
+    pub expires: Option<Spanned<String>>,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// A JWT (issuer, subject) that identifies a consumer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSubjectSection {
+    pub issuer: String,
+    pub subject: String,
+}
+
+/// `[api_keys]`: where keys are read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysSection {
+    /// Header carrying the key (default "X-API-Key").
+    pub header: Option<Spanned<String>>,
+    /// Also accept the key in this query parameter (off unless set).
+    pub query_param: Option<Spanned<String>>,
+}
+
+/// `[route.cors]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSection {
+    #[serde(default)]
+    pub origins: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub methods: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub headers: Vec<String>,
+    #[serde(default)]
+    pub expose: Vec<String>,
+    #[serde(default)]
+    pub credentials: bool,
+    pub max_age: Option<u64>,
 }
 
 /// `[[rate_limit]]`: a zone, as nginx's limit_req_zone + limit_req.
@@ -322,6 +393,20 @@ pub struct RouteSection {
     /// Rate-limit zones applied to this route (all must pass).
     #[serde(default)]
     pub rate_limits: Vec<Spanned<String>>,
+    /// Authentication schemes that must all pass: "mtls", "apikey", "jwt", "signature".
+    #[serde(default)]
+    pub auth: Vec<Spanned<String>>,
+    /// Authentication schemes of which one must pass.
+    #[serde(default)]
+    pub auth_any: Vec<Spanned<String>>,
+    /// Consumers allowed (by name); with `groups`, any of them.
+    #[serde(default)]
+    pub consumers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    /// Header naming the consumer to the backend (default "X-Consumer").
+    pub consumer_header: Option<Spanned<String>>,
+    pub cors: Option<CorsSection>,
 }
 
 /// `[route.identity_header_names]`.

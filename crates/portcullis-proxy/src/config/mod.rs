@@ -20,6 +20,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use error::{Diagnostic, Diagnostics, Severity};
 pub use units::{parse_duration, parse_size};
+pub use validate::parse_rfc3339;
 
 use crate::accesslog::{LogFormat, LogTarget};
 
@@ -73,6 +74,17 @@ pub struct Config {
     pub echo: Vec<SocketAddr>,
     pub pki: Option<crate::pki_service::PkiSettings>,
     pub rate_limits: Vec<crate::ratelimit::ZoneConfig>,
+    pub consumers: Vec<crate::auth::Consumer>,
+    pub api_keys: ApiKeysConfig,
+}
+
+/// `[api_keys]` plus every consumer's keys.
+#[derive(Debug, Clone)]
+pub struct ApiKeysConfig {
+    pub header: http::header::HeaderName,
+    pub query_param: Option<String>,
+    /// (hash, consumer name, expiry, disabled).
+    pub keys: Vec<([u8; 32], String, Option<SystemTime>, bool)>,
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +293,9 @@ pub struct RouteConfig {
     pub mtls: RouteMtls,
     /// Indices into `Config::rate_limits`.
     pub rate_limits: Vec<usize>,
+    pub auth: crate::auth::RouteAuth,
+    pub consumer_header: http::header::HeaderName,
+    pub cors: Option<crate::auth::cors::Cors>,
 }
 
 /// A route's client-certificate settings.

@@ -339,6 +339,48 @@ impl Validator<'_> {
                 }
             }
         }
+        let (consumers, api_keys) = self.consumers(&f);
+        for (i, rc) in routes.iter().enumerate() {
+            let at = f.routes.get(i).map(|s| s.span());
+            for c in &rc.auth.consumers {
+                if !consumers.iter().any(|k| &k.name == c) {
+                    self.r.error(
+                        at.clone(),
+                        &format!("route \"{}\".consumers", rc.name),
+                        format!("consumer \"{c}\" is not defined"),
+                        Some("add a [[consumer]] with this name".to_string()),
+                    );
+                }
+            }
+            for g in &rc.auth.groups {
+                if !consumers.iter().any(|k| k.groups.contains(g)) {
+                    self.r.warn(
+                        at.clone(),
+                        &format!("route \"{}\".groups", rc.name),
+                        format!("no consumer is in group \"{g}\""),
+                        None,
+                    );
+                }
+            }
+            let schemes: Vec<_> = rc.auth.all.iter().chain(rc.auth.any.iter()).collect();
+            if schemes.contains(&&crate::auth::Scheme::ApiKey) && api_keys.keys.is_empty() {
+                self.r.warn(
+                    at.clone(),
+                    &format!("route \"{}\".auth", rc.name),
+                    "the route accepts API keys but no consumer has one",
+                    Some("create one with `portcullis apikey create NAME`".to_string()),
+                );
+            }
+            if schemes.contains(&&crate::auth::Scheme::Mtls) {
+                for (li, l) in listeners.iter().enumerate() {
+                    if (rc.listeners.is_empty() || rc.listeners.contains(&li))
+                        && l.client_auth == ClientAuth::Off
+                    {
+                        self.r.error(at.clone(), &format!("route \"{}\".auth", rc.name), format!("the route asks for mtls but listener \"{}\" never asks for a certificate", l.name), Some(format!("set client_auth = \"optional\" on listener \"{}\"", l.name)));
+                    }
+                }
+            }
+        }
         let pki = f.pki.as_ref().map(|p| {
             let ps = p.get_ref();
             let ca_dir = self.resolve(ps.ca_dir.get_ref());
@@ -399,6 +441,8 @@ impl Validator<'_> {
         Config {
             pki,
             rate_limits: zones,
+            consumers,
+            api_keys,
             source: self.r.file().to_path_buf(),
             server,
             log,
@@ -1153,6 +1197,185 @@ impl Validator<'_> {
         })
     }
 
+    fn route_auth(&mut self, rs: &RouteSection, field: &str) -> crate::auth::RouteAuth {
+        use crate::auth::Scheme;
+        let parse = |list: &Vec<Spanned<String>>, name: &str, r: &mut Reporter| {
+            let mut out = Vec::new();
+            for s in list {
+                match Scheme::parse(s.get_ref()) {
+                    Some(Scheme::Jwt) | Some(Scheme::Signature) => r.error(
+                        span(s),
+                        &format!("{field}.{name}"),
+                        format!(
+                            "scheme \"{}\" is not available in this build yet",
+                            s.get_ref()
+                        ),
+                        Some("use \"mtls\" or \"apikey\"".to_string()),
+                    ),
+                    Some(sc) => out.push(sc),
+                    None => r.error(
+                        span(s),
+                        &format!("{field}.{name}"),
+                        format!("unknown scheme \"{}\"", s.get_ref()),
+                        Some("use \"mtls\", \"apikey\", \"jwt\" or \"signature\"".to_string()),
+                    ),
+                }
+            }
+            out
+        };
+        let all = parse(&rs.auth, "auth", &mut self.r);
+        let any = parse(&rs.auth_any, "auth_any", &mut self.r);
+        let consumers: Vec<String> = rs.consumers.iter().map(|c| c.get_ref().clone()).collect();
+        let groups: Vec<String> = rs.groups.iter().map(|g| g.get_ref().clone()).collect();
+        if (!consumers.is_empty() || !groups.is_empty()) && all.is_empty() && any.is_empty() {
+            self.r.error(
+                rs.consumers.first().or(rs.groups.first()).map(|s| s.span()),
+                &format!("{field}.consumers"),
+                "consumers/groups are set but the route asks for no authentication",
+                Some("add auth = [\"mtls\"] or auth = [\"apikey\"] (or auth_any)".to_string()),
+            );
+        }
+        crate::auth::RouteAuth {
+            all,
+            any,
+            consumers,
+            groups,
+        }
+    }
+
+    fn cors(&mut self, c: &CorsSection, field: &str) -> crate::auth::cors::Cors {
+        let mut origins = Vec::new();
+        for o in &c.origins {
+            let v = o.get_ref().trim().trim_end_matches('/').to_string();
+            let ok = v == "*"
+                || ((v.starts_with("https://") || v.starts_with("http://"))
+                    && !v[v.find("://").map_or(0, |i| i + 3)..].contains('/'));
+            if !ok {
+                self.r.error(
+                    span(o),
+                    &format!("{field}.cors.origins"),
+                    format!("\"{v}\" is not an origin"),
+                    Some(
+                        "write \"https://app.example.com\", \"https://*.example.com\" or \"*\""
+                            .to_string(),
+                    ),
+                );
+            }
+            if v == "*" && c.credentials {
+                self.r.error(
+                    span(o),
+                    &format!("{field}.cors.origins"),
+                    "\"*\" cannot be combined with credentials",
+                    Some("list the origins explicitly".to_string()),
+                );
+            }
+            origins.push(v);
+        }
+        let mut methods = Vec::new();
+        for m in &c.methods {
+            match Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+                Ok(mm) => methods.push(mm),
+                Err(_) => self.r.error(
+                    span(m),
+                    &format!("{field}.cors.methods"),
+                    format!("\"{}\" is not a method", m.get_ref()),
+                    None,
+                ),
+            }
+        }
+        crate::auth::cors::Cors {
+            origins,
+            methods,
+            headers: c.headers.clone(),
+            expose: c.expose.clone(),
+            credentials: c.credentials,
+            max_age: c.max_age,
+        }
+    }
+
+    fn consumers(&mut self, f: &FileConfig) -> (Vec<crate::auth::Consumer>, ApiKeysConfig) {
+        let mut out: Vec<crate::auth::Consumer> = Vec::new();
+        let mut keys = Vec::new();
+        for c in &f.consumers {
+            let cs = c.get_ref();
+            let name = cs.name.get_ref().clone();
+            if out.iter().any(|o| o.name == name) {
+                self.r.error(
+                    span(&cs.name),
+                    "consumer.name",
+                    format!("consumer \"{name}\" is defined twice"),
+                    None,
+                );
+                continue;
+            }
+            for k in &cs.api_keys {
+                let ks = k.get_ref();
+                let Some(hash) = crate::auth::apikey::parse_hash(ks.hash.get_ref()) else {
+                    self.r.error(span(&ks.hash), &format!("consumer \"{name}\".api_keys"), "is not a key hash", Some("paste the `hash = \"sha256:…\"` line `portcullis apikey create` printed; never the key itself".to_string()));
+                    continue;
+                };
+                let expires = ks.expires.as_ref().and_then(|e| {
+                    let t = parse_rfc3339(e.get_ref());
+                    if t.is_none() {
+                        self.r.error(
+                            span(e),
+                            &format!("consumer \"{name}\".api_keys.expires"),
+                            "is not an RFC 3339 date",
+                            Some("write \"2027-01-01T00:00:00Z\"".to_string()),
+                        );
+                    }
+                    t
+                });
+                if keys.iter().any(|(h, _, _, _)| *h == hash) {
+                    self.r.error(
+                        span(&ks.hash),
+                        &format!("consumer \"{name}\".api_keys"),
+                        "this key is listed twice",
+                        None,
+                    );
+                }
+                keys.push((hash, name.clone(), expires, ks.disabled));
+            }
+            out.push(crate::auth::Consumer {
+                name,
+                groups: cs.groups.clone(),
+                cert_subjects: cs.cert_subjects.clone(),
+                cert_spiffe: cs.cert_spiffe.clone(),
+                jwt_subjects: cs
+                    .jwt
+                    .iter()
+                    .map(|j| (j.issuer.clone(), j.subject.clone()))
+                    .collect(),
+            });
+        }
+        let ak = f.api_keys.as_ref();
+        let header = match ak.and_then(|a| a.header.as_ref()) {
+            None => http::header::HeaderName::from_static("x-api-key"),
+            Some(h) => {
+                http::header::HeaderName::from_bytes(h.get_ref().as_bytes()).unwrap_or_else(|_| {
+                    self.r.error(
+                        span(h),
+                        "api_keys.header",
+                        format!("\"{}\" is not a header name", h.get_ref()),
+                        None,
+                    );
+                    http::header::HeaderName::from_static("x-api-key")
+                })
+            }
+        };
+        let query_param = ak
+            .and_then(|a| a.query_param.as_ref())
+            .map(|q| q.get_ref().clone());
+        (
+            out,
+            ApiKeysConfig {
+                header,
+                query_param,
+                keys,
+            },
+        )
+    }
+
     fn zone(&mut self, z: &Spanned<RateLimitSection>) -> Option<crate::ratelimit::ZoneConfig> {
         use crate::ratelimit::{BucketParams, KeyPart, ZoneConfig};
         let zs = z.get_ref();
@@ -1784,13 +2007,28 @@ impl Validator<'_> {
             security_headers,
             mtls: self.route_mtls(rs, &field),
             rate_limits: Vec::new(),
+            auth: self.route_auth(rs, &field),
+            consumer_header: match &rs.consumer_header {
+                None => http::header::HeaderName::from_static("x-consumer"),
+                Some(h) => http::header::HeaderName::from_bytes(h.get_ref().as_bytes())
+                    .unwrap_or_else(|_| {
+                        self.r.error(
+                            span(h),
+                            &format!("{field}.consumer_header"),
+                            format!("\"{}\" is not a header name", h.get_ref()),
+                            None,
+                        );
+                        http::header::HeaderName::from_static("x-consumer")
+                    }),
+            },
+            cors: rs.cors.as_ref().map(|c| self.cors(c, &field)),
             name,
         })
     }
 }
 
 /// Parses "2025-01-01T00:00:00Z" / "+02:00" offsets.
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let dt = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
         .ok()?;
     let secs = dt.unix_timestamp();
