@@ -367,7 +367,7 @@ async fn proxy(
         let mut applied = Vec::with_capacity(route.zones.len());
         let mut keys = Vec::with_capacity(route.zones.len());
         for z in &route.zones {
-            if let Some(k) = zone_key(z, &client, conn, req.headers()) {
+            if let Some(k) = zone_key(z, &client, conn, req.headers(), consumer.as_deref()) {
                 applied.push(z.clone());
                 keys.push(k);
             }
@@ -619,6 +619,7 @@ fn zone_key(
     client: &std::net::IpAddr,
     conn: &ConnInfo,
     h: &http::HeaderMap,
+    consumer: Option<&crate::auth::Consumer>,
 ) -> Option<u64> {
     use crate::ratelimit::KeyPart;
     let ip = client.to_string();
@@ -631,6 +632,7 @@ fn zone_key(
                 parts.push(id.subject_dn.as_bytes());
                 parts.push(id.issuer_dn.as_bytes());
             }
+            KeyPart::Consumer => parts.push(consumer?.name.as_bytes()),
             KeyPart::Header(name) => {
                 let v = h.get(name)?.as_bytes();
                 if v.is_empty() {

@@ -1420,6 +1420,7 @@ impl Validator<'_> {
             match k.as_str() {
                 "ip" => key.push(KeyPart::Ip),
                 "cert" => key.push(KeyPart::Cert),
+                "consumer" => key.push(KeyPart::Consumer),
                 h if h.starts_with("header:") => match http::header::HeaderName::from_bytes(
                     h["header:".len()..].trim().as_bytes(),
                 ) {
@@ -1435,7 +1436,10 @@ impl Validator<'_> {
                     Some(sp),
                     &format!("{field}.key"),
                     format!("unknown key \"{other}\""),
-                    Some("use \"ip\", \"cert\", \"header:NAME\" or a list of them".to_string()),
+                    Some(
+                        "use \"ip\", \"cert\", \"consumer\", \"header:NAME\" or a list of them"
+                            .to_string(),
+                    ),
                 ),
             }
         }

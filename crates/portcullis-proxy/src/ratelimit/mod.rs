@@ -29,6 +29,8 @@ pub enum KeyPart {
     Cert,
     /// A request header's value.
     Header(http::header::HeaderName),
+    /// The authenticated consumer's name (requests without one are not counted).
+    Consumer,
 }
 
 /// A zone's settings.
