@@ -106,6 +106,7 @@ impl ConnLimits {
                     dry_run: false,
                     status: 429,
                     max_keys: 100_000,
+                    on_store_failure: Default::default(),
                 })
             }),
             last_warn_ms: AtomicU64::new(0),

@@ -31,6 +31,8 @@ pub enum BuildError {
     AccessLog(std::io::Error),
     #[error("pki: {0}")]
     Pki(String),
+    #[error("cluster redis \"{0}\": {1}")]
+    Cluster(String, String),
 }
 
 /// Per listener.
@@ -77,6 +79,8 @@ pub struct Runtime {
     pub log_format: Arc<LogFormat>,
     /// All rate-limit zones.
     pub zones: Vec<Arc<crate::ratelimit::Zone>>,
+    /// Cluster mode: the shared rate-limit store (Redis).
+    pub cluster: Option<Arc<crate::ratelimit::cluster::Cluster>>,
     pub consumers: crate::auth::Consumers,
     pub api_keys: crate::auth::apikey::ApiKeys,
     /// The built-in CA's endpoints, when `[pki]` is configured.
@@ -158,10 +162,32 @@ impl Runtime {
         fetched: &crate::mtls::fetch::RevocationFetcher,
         previous: Option<&Runtime>,
     ) -> Result<Runtime, BuildError> {
+        // Cluster mode: the Redis client survives reloads that keep `[cluster]`.
+        let cluster = match &cfg.cluster {
+            None => None,
+            Some(cc) => Some(
+                previous
+                    .and_then(|p| p.cluster.as_ref())
+                    .filter(|c| c.config() == cc)
+                    .cloned()
+                    .map_or_else(
+                        || crate::ratelimit::cluster::Cluster::new(cc).map(Arc::new),
+                        Ok,
+                    )
+                    .map_err(|e| BuildError::Cluster(cc.redis.clone(), e))?,
+            ),
+        };
+        let new_zone = |zc: &crate::ratelimit::ZoneConfig| match &cfg.cluster {
+            None => crate::ratelimit::Zone::new(zc.clone()),
+            Some(cc) => crate::ratelimit::Zone::keyed(zc.clone(), cc.key_secret.as_bytes()),
+        };
         let zones: Vec<Arc<crate::ratelimit::Zone>> = cfg
             .rate_limits
             .iter()
             .map(|zc| {
+                let hash_id = cfg.cluster.as_ref().map_or(0, |cc| {
+                    crate::ratelimit::secret_id(cc.key_secret.as_bytes())
+                });
                 previous
                     .and_then(|p| {
                         p.zones
@@ -173,10 +199,12 @@ impl Runtime {
                                     && z.cfg.max_keys == zc.max_keys
                                     && z.cfg.dry_run == zc.dry_run
                                     && z.cfg.status == zc.status
+                                    && z.cfg.on_store_failure == zc.on_store_failure
+                                    && z.hash_id() == hash_id
                             })
                             .cloned()
                     })
-                    .unwrap_or_else(|| Arc::new(crate::ratelimit::Zone::new(zc.clone())))
+                    .unwrap_or_else(|| Arc::new(new_zone(zc)))
             })
             .collect();
         let mut listeners = Vec::new();
@@ -291,6 +319,7 @@ impl Runtime {
             consumers,
             api_keys,
             zones,
+            cluster,
             pki,
             listeners,
             router: Router::new(&cfg.routes),

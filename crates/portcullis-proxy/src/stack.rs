@@ -372,7 +372,10 @@ async fn proxy(
                 keys.push(k);
             }
         }
-        let outcome = crate::ratelimit::check(&applied, &keys, crate::ratelimit::now_ms());
+        let outcome = match &rt.cluster {
+            None => crate::ratelimit::check(&applied, &keys, crate::ratelimit::now_ms()),
+            Some(c) => c.check(&applied, &keys).await,
+        };
         if let Some((i, st)) = outcome.log {
             log.limit = Some((applied[i].cfg.name.clone(), st.as_str()));
         }

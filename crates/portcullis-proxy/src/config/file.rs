@@ -36,6 +36,20 @@ pub struct FileConfig {
     #[serde(default, rename = "consumer")]
     pub consumers: Vec<Spanned<ConsumerSection>>,
     pub api_keys: Option<ApiKeysSection>,
+    /// `[cluster]`: state shared by replicas through Redis.
+    pub cluster: Option<Spanned<ClusterSection>>,
+}
+
+/// `[cluster]`: rate-limit state shared by all replicas through Redis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// "redis://host:port[/db]" (or "rediss://" for TLS).
+    pub redis: Spanned<String>,
+    /// Keys the hash of rate-limit keys (HMAC): the same on every replica.
+    pub key_secret: Option<Spanned<String>>,
+    /// Longest wait for Redis per decision before the zones' `on_store_failure` applies (default "250ms").
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// `[[consumer]]`: a named client and the identities that are it.
@@ -128,6 +142,8 @@ pub struct RateLimitSection {
     pub status: Option<Spanned<u16>>,
     /// Most keys kept (least recently used are forgotten), default 100000.
     pub max_keys: Option<Spanned<usize>>,
+    /// Cluster mode, Redis unreachable: "local" (default), "allow" or "deny".
+    pub on_store_failure: Option<Spanned<String>>,
 }
 
 /// `[pki]`: serve the built-in CA's endpoints (CRL, OCSP, enrollment, renewal).

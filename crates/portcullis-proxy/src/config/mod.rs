@@ -76,6 +76,19 @@ pub struct Config {
     pub rate_limits: Vec<crate::ratelimit::ZoneConfig>,
     pub consumers: Vec<crate::auth::Consumer>,
     pub api_keys: ApiKeysConfig,
+    /// `[cluster]`: shared state in Redis.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The Redis URL as written.
+    pub redis: String,
+    /// Secret keying the hash of rate-limit keys (same on every replica).
+    pub key_secret: String,
+    /// Longest wait for Redis per decision.
+    pub timeout: Duration,
 }
 
 /// `[api_keys]` plus every consumer's keys.

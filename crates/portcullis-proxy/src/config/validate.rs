@@ -438,7 +438,10 @@ impl Validator<'_> {
             }
         });
 
+        let cluster = f.cluster.as_ref().and_then(|c| self.cluster(c));
+
         Config {
+            cluster,
             pki,
             rate_limits: zones,
             consumers,
@@ -1376,8 +1379,56 @@ impl Validator<'_> {
         )
     }
 
+    fn cluster(&mut self, c: &Spanned<ClusterSection>) -> Option<super::ClusterConfig> {
+        let cs = c.get_ref();
+        let url = cs.redis.get_ref().trim().to_string();
+        let parsed = (url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://")
+            || url.starts_with("unix://"))
+            && redis::Client::open(url.as_str()).is_ok();
+        if !parsed {
+            self.r.error(
+                span(&cs.redis),
+                "cluster.redis",
+                format!("\"{url}\" is not a Redis URL"),
+                Some("write it like \"redis://127.0.0.1:6379\"".to_string()),
+            );
+            return None;
+        }
+        let key_secret = match &cs.key_secret {
+            Some(k) if k.get_ref().len() >= 16 => k.get_ref().clone(),
+            Some(k) => {
+                self.r.error(
+                    span(k),
+                    "cluster.key_secret",
+                    "too short to key the hash of rate-limit keys",
+                    Some("use 16 characters or more (e.g. `openssl rand -hex 32`), the same on every replica".to_string()),
+                );
+                return None;
+            }
+            None => {
+                self.r.warn(
+                    span(&cs.redis),
+                    "cluster.key_secret",
+                    "not set: rate-limit keys are hashed with a public built-in secret, so a client could aim a collision at another client's key",
+                    Some("set key_secret to the same random string on every replica".to_string()),
+                );
+                "portcullis default cluster key secret".to_string()
+            }
+        };
+        let timeout = self
+            .duration(&cs.timeout, "cluster.timeout", Duration::from_millis(250))
+            .clamp(Duration::from_millis(1), Duration::from_secs(10));
+        Some(super::ClusterConfig {
+            redis: url,
+            key_secret,
+            timeout,
+        })
+    }
+
     fn zone(&mut self, z: &Spanned<RateLimitSection>) -> Option<crate::ratelimit::ZoneConfig> {
-        use crate::ratelimit::{BucketParams, KeyPart, ZoneConfig};
+        use crate::ratelimit::{BucketParams, KeyPart, StoreFailure, ZoneConfig};
         let zs = z.get_ref();
         let name = zs.name.get_ref().clone();
         let field = format!("rate_limit \"{name}\"");
@@ -1470,6 +1521,27 @@ impl Validator<'_> {
                 429
             }
         };
+        let on_store_failure = match zs
+            .on_store_failure
+            .as_ref()
+            .map(|v| (v, v.get_ref().as_str()))
+        {
+            None | Some((_, "local")) => StoreFailure::Local,
+            Some((_, "allow")) => StoreFailure::Allow,
+            Some((_, "deny")) => StoreFailure::Deny,
+            Some((v, other)) => {
+                self.r.error(
+                    span(v),
+                    &format!("{field}.on_store_failure"),
+                    format!("unknown policy \"{other}\""),
+                    Some(
+                        "use \"local\" (this gateway's own table), \"allow\" or \"deny\""
+                            .to_string(),
+                    ),
+                );
+                StoreFailure::Local
+            }
+        };
         Some(ZoneConfig {
             name,
             key,
@@ -1484,6 +1556,7 @@ impl Validator<'_> {
                 .map(|m| *m.get_ref())
                 .unwrap_or(100_000)
                 .max(1),
+            on_store_failure,
         })
     }
 

@@ -9,6 +9,7 @@
 //! hold a million keys in a few tens of megabytes.
 
 pub mod bucket;
+pub mod cluster;
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
@@ -45,6 +46,30 @@ pub struct ZoneConfig {
     pub dry_run: bool,
     pub status: u16,
     pub max_keys: usize,
+    /// Cluster mode: what to do when Redis cannot be reached.
+    pub on_store_failure: StoreFailure,
+}
+
+/// A zone's policy when the shared store (Redis) is unreachable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StoreFailure {
+    /// Decide with this gateway's own table (limits hold per replica).
+    #[default]
+    Local,
+    /// Fail open: pass every request of the zone.
+    Allow,
+    /// Fail closed: refuse every request of the zone.
+    Deny,
+}
+
+impl StoreFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreFailure::Local => "local",
+            StoreFailure::Allow => "allow",
+            StoreFailure::Deny => "deny",
+        }
+    }
 }
 
 /// nginx's $limit_req_status.
@@ -77,11 +102,25 @@ pub fn now_ms() -> u64 {
 
 type Shard = Mutex<lru::LruCache<u64, BucketState, foldhash::fast::FixedState>>;
 
+/// How a zone turns key bytes into its 64-bit key.
+enum KeyHasher {
+    /// One gateway: foldhash with a random per-process seed (fast, and
+    /// unpredictable to clients, so they cannot aim collisions).
+    Local(foldhash::fast::FixedState),
+    /// Cluster mode: HMAC-SHA-256 under the cluster's secret, truncated to 64
+    /// bits: the same on every replica, platform and version, and still
+    /// unpredictable to clients who do not know the secret.
+    Keyed(aws_lc_rs::hmac::Key),
+}
+
 /// One zone: settings plus its bounded key table.
 pub struct Zone {
     pub cfg: ZoneConfig,
     shards: Vec<Shard>,
-    hasher: foldhash::fast::FixedState,
+    hasher: KeyHasher,
+    /// Which secret keyed the hash (0 for the local hasher); a reload keeps a
+    /// zone only when this does not change.
+    hash_id: u64,
 }
 
 impl std::fmt::Debug for Zone {
@@ -92,9 +131,34 @@ impl std::fmt::Debug for Zone {
 
 impl Zone {
     pub fn new(cfg: ZoneConfig) -> Zone {
+        Zone::build(
+            cfg,
+            KeyHasher::Local(foldhash::fast::FixedState::with_seed(rand::random())),
+            0,
+        )
+    }
+
+    /// A zone whose key hashes are HMAC-SHA-256 under `secret` (cluster mode:
+    /// every replica must compute the same Redis key for the same client).
+    pub fn keyed(cfg: ZoneConfig, secret: &[u8]) -> Zone {
+        Zone::build(
+            cfg,
+            KeyHasher::Keyed(aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                secret,
+            )),
+            secret_id(secret),
+        )
+    }
+
+    /// 0 for a local zone, else a fingerprint of the secret of [`Zone::keyed`].
+    pub fn hash_id(&self) -> u64 {
+        self.hash_id
+    }
+
+    fn build(cfg: ZoneConfig, hasher: KeyHasher, hash_id: u64) -> Zone {
         let per_shard =
             NonZeroUsize::new(cfg.max_keys.div_ceil(SHARDS).max(1)).unwrap_or(NonZeroUsize::MIN);
-        let seed = foldhash::fast::FixedState::with_seed(rand::random());
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(lru::LruCache::with_hasher(
@@ -106,17 +170,34 @@ impl Zone {
         Zone {
             cfg,
             shards,
-            hasher: seed,
+            hasher,
+            hash_id,
         }
     }
 
     /// The 64-bit key of some bytes.
     pub fn key_hash(&self, parts: &[&[u8]]) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for p in parts {
-            p.hash(&mut h);
+        match &self.hasher {
+            KeyHasher::Local(state) => {
+                let mut h = state.build_hasher();
+                for p in parts {
+                    p.hash(&mut h);
+                }
+                h.finish()
+            }
+            KeyHasher::Keyed(key) => {
+                let mut ctx = aws_lc_rs::hmac::Context::with_key(key);
+                for p in parts {
+                    // Length-prefixed, so ("ab","c") and ("a","bc") differ.
+                    ctx.update(&(p.len() as u64).to_be_bytes());
+                    ctx.update(p);
+                }
+                let tag = ctx.sign();
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&tag.as_ref()[..8]);
+                u64::from_be_bytes(b)
+            }
         }
-        h.finish()
     }
 
     /// Decides a request of `key` at `now` (milliseconds on [`now_ms`]'s clock).
@@ -170,15 +251,34 @@ pub struct Outcome {
     pub log: Option<(usize, LimitStatus)>,
 }
 
+/// A fingerprint of a cluster secret (not the secret: it is kept in memory
+/// only to compare zones across reloads).
+pub fn secret_id(secret: &[u8]) -> u64 {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d.as_ref()[..8]);
+    u64::from_be_bytes(b).max(1)
+}
+
 /// Applies zones (all must pass) to one request's keys.
 pub fn check(zones: &[std::sync::Arc<Zone>], keys: &[u64], now: u64) -> Outcome {
+    fold(zones, keys, |_, z, k| z.decide_at(k, now))
+}
+
+/// Folds the zones' verdicts into an outcome, in order, stopping at the
+/// first zone that refuses (a dry-run zone never stops it). `verdict` is
+/// asked once per zone, in order, until then.
+pub(crate) fn fold<F>(zones: &[std::sync::Arc<Zone>], keys: &[u64], mut verdict: F) -> Outcome
+where
+    F: FnMut(usize, &Zone, u64) -> Verdict,
+{
     let mut out = Outcome {
         delay: Duration::ZERO,
         rejected: None,
         log: None,
     };
     for (i, (z, k)) in zones.iter().zip(keys).enumerate() {
-        match z.decide_at(*k, now) {
+        match verdict(i, z, *k) {
             Verdict::Pass => {
                 if out.log.is_none() {
                     out.log = Some((i, LimitStatus::Passed));
@@ -220,7 +320,20 @@ mod tests {
             dry_run: false,
             status: 429,
             max_keys,
+            on_store_failure: StoreFailure::Local,
         })
+    }
+
+    #[test]
+    fn keyed_hashes_agree_across_zones_built_apart() {
+        let (a, b) = (zone(10).cfg, zone(10).cfg);
+        let (a, b) = (Zone::keyed(a, b"s3cret"), Zone::keyed(b, b"s3cret"));
+        assert_eq!(a.key_hash(&[b"10.0.0.1"]), b.key_hash(&[b"10.0.0.1"]));
+        assert_ne!(a.key_hash(&[b"ab", b"c"]), a.key_hash(&[b"a", b"bc"]));
+        let c = Zone::keyed(zone(10).cfg, b"other");
+        assert_ne!(a.key_hash(&[b"10.0.0.1"]), c.key_hash(&[b"10.0.0.1"]));
+        assert_ne!(a.hash_id(), c.hash_id());
+        assert_eq!(zone(10).hash_id(), 0);
     }
 
     #[test]
