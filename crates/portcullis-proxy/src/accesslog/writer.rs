@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,8 @@ const QUEUE_LINES: usize = 16 * 1024;
 const BATCH_BYTES: usize = 64 * 1024;
 /// The longest a line waits in the writer's buffer.
 const MAX_DELAY: Duration = Duration::from_secs(1);
+/// How often the writer thread looks at the queue.
+const POLL: Duration = Duration::from_millis(20);
 /// A render buffer that grew past this is not kept for the next line.
 const SCRATCH_KEEP: usize = 16 * 1024;
 
@@ -232,45 +234,46 @@ struct Writer {
 }
 
 impl Writer {
+    /// Polls the queue every POLL instead of blocking on it: a sender then
+    /// never has to wake this thread (no futex per log line on the request
+    /// path); lines wait at most POLL (plus the batch delay) to be written.
     fn run(mut self) {
         let mut deadline: Option<Instant> = None;
         loop {
-            let msg = match deadline {
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(d) => self
-                    .rx
-                    .recv_timeout(d.saturating_duration_since(Instant::now())),
-            };
-            match msg {
-                Ok(Msg::Line(line)) => {
-                    self.buf.extend_from_slice(&line);
-                    self.lines += 1;
-                    deadline.get_or_insert_with(|| Instant::now() + MAX_DELAY);
-                    if self.buf.len() >= BATCH_BYTES {
+            std::thread::sleep(POLL);
+            loop {
+                match self.rx.try_recv() {
+                    Ok(Msg::Line(line)) => {
+                        self.buf.extend_from_slice(&line);
+                        self.lines += 1;
+                        deadline.get_or_insert_with(|| Instant::now() + MAX_DELAY);
+                        if self.buf.len() >= BATCH_BYTES {
+                            self.write_out();
+                            deadline = None;
+                        }
+                    }
+                    Ok(Msg::Reopen) => {
                         self.write_out();
                         deadline = None;
+                        self.reopen();
+                    }
+                    Ok(Msg::Flush(ack)) => {
+                        self.write_out();
+                        deadline = None;
+                        self.sync();
+                        let _ = ack.send(());
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        self.write_out();
+                        self.sync();
+                        return;
                     }
                 }
-                Ok(Msg::Reopen) => {
-                    self.write_out();
-                    deadline = None;
-                    self.reopen();
-                }
-                Ok(Msg::Flush(ack)) => {
-                    self.write_out();
-                    deadline = None;
-                    self.sync();
-                    let _ = ack.send(());
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.write_out();
-                    deadline = None;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.write_out();
-                    self.sync();
-                    return;
-                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.write_out();
+                deadline = None;
             }
         }
     }
