@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine (run as root):
-# the real clients the tests drive (curl, openssl, node) and the Python packages
+# the real clients the tests drive (curl, openssl, node), redis-server (the
+# cluster rate-limit tests start their own) and the Python packages
 # of the interop tests and probes.
 # Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
-for pair in curl:curl openssl:openssl python3:python3 node:nodejs; do
+for pair in curl:curl openssl:openssl python3:python3 node:nodejs redis-server:redis-server; do
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
