@@ -10,6 +10,8 @@
 
 pub mod apikey;
 pub mod cors;
+pub mod replay;
+pub mod signature;
 
 use std::sync::Arc;
 
