@@ -412,3 +412,65 @@ fn cluster_redis_down_follows_on_store_failure_and_recovers() {
     drop(redis);
     let _ = (gw_b, Path::new(""));
 }
+
+const LATENCY: &str = r#"
+import http.client, ssl, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+c = http.client.HTTPSConnection('127.0.0.1', port, context=ctx)
+def one():
+    t = time.perf_counter()
+    c.request('GET', '/'); r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+    return (time.perf_counter() - t) * 1e6
+for _ in range(200): one()
+xs = sorted(one() for _ in range(n))
+q = lambda p: xs[min(len(xs) - 1, int(p * len(xs)))]
+print('mean %.0f us  p50 %.0f  p90 %.0f  p99 %.0f' % (sum(xs) / len(xs), q(.5), q(.9), q(.99)))
+"#;
+
+/// Not a test: the latency a request gains in cluster mode (one Redis round
+/// trip), for BENCHMARKS.md. Use a release binary:
+/// `cargo build --release -p portcullis && PORTCULLIS_BIN=target/release/portcullis
+///  cargo test -p portcullis --test ratelimit -- --ignored --nocapture cluster_latency`
+#[test]
+#[ignore]
+fn cluster_latency_report() {
+    if !redis_available() {
+        return;
+    }
+    let bin = std::env::var("PORTCULLIS_BIN").unwrap_or_else(|_| BIN.to_string());
+    let redis = Redis::start(free_port());
+    let zone =
+        "[[rate_limit]]\nname = \"wide\"\nrate = \"1000000r/s\"\nburst = 1000\nnodelay = true\n\n";
+    let cases = [
+        (
+            "no rate limit",
+            String::new(),
+            "[[route]]\npath = \"/\"\nupstream = \"echo\"\n",
+        ),
+        (
+            "local zone (non-binding)",
+            String::new(),
+            "[[route]]\npath = \"/\"\nupstream = \"echo\"\nrate_limits = [\"wide\"]\n",
+        ),
+        (
+            "cluster zone (non-binding, Redis on loopback)",
+            format!(
+                "[cluster]\nredis = \"{}\"\nkey_secret = \"bench-secret-0123456789\"\n\n",
+                redis.url()
+            ),
+            "[[route]]\npath = \"/\"\nupstream = \"echo\"\nrate_limits = [\"wide\"]\n",
+        ),
+    ];
+    for (what, cluster, route) in cases {
+        let env = TestEnv::new(&bin);
+        let zones = if route.contains("wide") { zone } else { "" };
+        let cfg = config(&env, "", &format!("{cluster}{zones}{route}"))
+            .replace("access_log = ", "access_log = \"off\"\n#");
+        let _gw = env.start(&cfg);
+        let out = python(LATENCY, &[&env.https_port.to_string(), "3000"]);
+        assert!(out.status.success(), "{out:?}");
+        println!("{what}: {}", String::from_utf8_lossy(&out.stdout).trim());
+    }
+}
