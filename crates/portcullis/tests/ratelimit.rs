@@ -474,3 +474,63 @@ fn cluster_latency_report() {
         println!("{what}: {}", String::from_utf8_lossy(&out.stdout).trim());
     }
 }
+
+#[test]
+fn cluster_config_errors_name_file_and_line() {
+    let env = env();
+    let base = "[[rate_limit]]\nname = \"z\"\nrate = \"1r/s\"\n";
+    let check = |toml: &str| {
+        let out = env.check("portcullis.toml", toml);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let line_of =
+        |toml: &str, needle: &str| toml.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for (bad, needle, text) in [
+        (
+            "[cluster]\nredis = \"http://x:6379\"\n",
+            "http://x",
+            "is not a Redis URL",
+        ),
+        (
+            "[cluster]\nredis = \"redis://127.0.0.1:6379\"\nkey_secret = \"short\"\n",
+            "short",
+            "too short",
+        ),
+        (
+            "[cluster]\nredis = \"redis://127.0.0.1:6379\"\nkey_secret = \"0123456789abcdef\"\n",
+            "",
+            "",
+        ),
+    ] {
+        let toml = env.config_with(&format!("{bad}{base}"));
+        let (code, err) = check(&toml);
+        if text.is_empty() {
+            assert_eq!(code, Some(0), "{err}");
+            continue;
+        }
+        assert_eq!(code, Some(2), "{err}");
+        let loc = format!("portcullis.toml:{}:", line_of(&toml, needle));
+        assert!(
+            err.contains(&loc) && err.contains(text),
+            "{loc} {text}: {err}"
+        );
+    }
+    let toml = env.config_with(&format!("{base}on_store_failure = \"maybe\"\n"));
+    let (code, err) = check(&toml);
+    assert_eq!(code, Some(2), "{err}");
+    let loc = format!("portcullis.toml:{}:", line_of(&toml, "maybe"));
+    assert!(
+        err.contains(&loc) && err.contains("on_store_failure"),
+        "{err}"
+    );
+    // No key_secret: a warning, not an error.
+    let toml = env.config_with(&format!(
+        "[cluster]\nredis = \"redis://127.0.0.1:6379\"\n{base}"
+    ));
+    let (code, err) = check(&toml);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("key_secret"), "{err}");
+}

@@ -153,17 +153,18 @@ impl Cluster {
     /// The verdicts from Redis, or `None` when it cannot be asked now.
     async fn shared(&self, zones: &[Arc<Zone>], keys: &[u64]) -> Option<Vec<Verdict>> {
         let probe = self.down.load(Ordering::Relaxed);
+        // Cleared on drop, so a request cancelled mid-probe does not stop probing.
+        let mut probe_guard = None;
         if probe {
             if now_ms() < self.next_probe_ms.load(Ordering::Relaxed)
                 || self.probing.swap(true, Ordering::AcqRel)
             {
                 return None;
             }
+            probe_guard = Some(ProbeGuard(&self.probing));
         }
         let r = self.eval(zones, keys).await;
-        if probe {
-            self.probing.store(false, Ordering::Release);
-        }
+        drop(probe_guard);
         match r {
             Ok(v) => {
                 if self.down.swap(false, Ordering::AcqRel) {
@@ -220,6 +221,14 @@ impl Cluster {
                 }
             })
             .collect())
+    }
+}
+
+struct ProbeGuard<'a>(&'a AtomicBool);
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
