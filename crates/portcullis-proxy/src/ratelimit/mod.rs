@@ -110,7 +110,7 @@ enum KeyHasher {
     /// Cluster mode: HMAC-SHA-256 under the cluster's secret, truncated to 64
     /// bits: the same on every replica, platform and version, and still
     /// unpredictable to clients who do not know the secret.
-    Keyed(aws_lc_rs::hmac::Key),
+    Keyed(Box<aws_lc_rs::hmac::Key>),
 }
 
 /// One zone: settings plus its bounded key table.
@@ -143,10 +143,10 @@ impl Zone {
     pub fn keyed(cfg: ZoneConfig, secret: &[u8]) -> Zone {
         Zone::build(
             cfg,
-            KeyHasher::Keyed(aws_lc_rs::hmac::Key::new(
+            KeyHasher::Keyed(Box::new(aws_lc_rs::hmac::Key::new(
                 aws_lc_rs::hmac::HMAC_SHA256,
                 secret,
-            )),
+            ))),
             secret_id(secret),
         )
     }
