@@ -29,6 +29,8 @@ pin_project! {
     #[project = RequestBodyProj]
     pub enum RequestBody {
         Empty,
+        // A body read whole before forwarding (to check a signature's Content-Digest).
+        Buffered { data: Option<Bytes> },
         Limited {
             #[pin] inner: Incoming,
             remaining: u64,
@@ -62,6 +64,9 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.project() {
             RequestBodyProj::Empty => Poll::Ready(None),
+            RequestBodyProj::Buffered { data } => {
+                Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
+            }
             RequestBodyProj::Limited {
                 inner,
                 remaining,
@@ -96,6 +101,7 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Empty => true,
+            RequestBody::Buffered { data } => data.is_none(),
             RequestBody::Limited { inner, .. } => inner.is_end_stream(),
         }
     }
@@ -103,6 +109,9 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Buffered { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             RequestBody::Limited { inner, .. } => inner.size_hint(),
         }
     }

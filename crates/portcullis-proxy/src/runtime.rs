@@ -83,6 +83,16 @@ pub struct Runtime {
     pub cluster: Option<Arc<crate::ratelimit::cluster::Cluster>>,
     pub consumers: crate::auth::Consumers,
     pub api_keys: crate::auth::apikey::ApiKeys,
+    /// Request-signing keys by keyid, with their consumer.
+    pub signing_keys: std::collections::HashMap<
+        String,
+        (
+            crate::auth::signature::VerifyKey,
+            Arc<crate::auth::Consumer>,
+        ),
+    >,
+    /// Signatures seen recently (kept across reloads).
+    pub replay: Arc<crate::auth::replay::ReplayCache>,
     /// The built-in CA's endpoints, when `[pki]` is configured.
     pub pki: Option<crate::pki_service::PkiService>,
     _health: Vec<TaskGuard>,
@@ -315,7 +325,21 @@ impl Runtime {
                 );
             }
         }
+        let signing_keys = cfg
+            .signing_keys
+            .iter()
+            .filter_map(|(id, name, key)| {
+                consumers
+                    .by_name(name)
+                    .map(|c| (id.clone(), (key.clone(), c.clone())))
+            })
+            .collect();
+        let replay = previous
+            .map(|p| p.replay.clone())
+            .unwrap_or_else(|| Arc::new(crate::auth::replay::ReplayCache::new(1_000_000)));
         Ok(Runtime {
+            signing_keys,
+            replay,
             consumers,
             api_keys,
             zones,

@@ -328,6 +328,23 @@ async fn proxy(
         log.response_extra = cors.response_headers(req.headers());
     }
 
+    // A signature that covers Content-Digest needs the whole body before anything goes upstream.
+    let limits = &rt.listeners[conn.listener].limits;
+    let mut buffered: Option<bytes::Bytes> = None;
+    if let Some(policy) = &route.cfg.signature {
+        let covers_digest = policy
+            .required_components
+            .iter()
+            .any(|c| c.trim_matches('"').eq_ignore_ascii_case("content-digest"));
+        if covers_digest && !http_body::Body::is_end_stream(req.body()) {
+            buffered = Some(
+                read_body(req.body_mut(), limits.max_body_size, limits.body_timeout)
+                    .await
+                    .map_err(|e| (e, Some(ri)))?,
+            );
+        }
+    }
+
     // Authentication and consumers: all of `auth`, one of `auth_any`.
     let mut consumer: Option<Arc<crate::auth::Consumer>> = None;
     if route.cfg.auth.is_active() {
@@ -345,7 +362,46 @@ async fn proxy(
                     Err(why) => SchemeResult::Invalid(why),
                 },
             },
-            Scheme::Jwt | Scheme::Signature => SchemeResult::Missing,
+            Scheme::Signature => match &route.cfg.signature {
+                None => SchemeResult::Missing,
+                Some(policy) => {
+                    if !req.headers().contains_key("signature") {
+                        SchemeResult::Missing
+                    } else {
+                        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                        let target = crate::auth::signature::RequestTarget::new(
+                            "https",
+                            host_raw.as_deref().unwrap_or(""),
+                            pq,
+                        );
+                        let parts = target.parts(req.method(), req.headers());
+                        let keys = |id: &str| rt.signing_keys.get(id).map(|(k, _)| k.clone());
+                        match crate::auth::signature::verify(
+                            &parts,
+                            buffered.as_deref(),
+                            policy,
+                            &keys,
+                            now,
+                        ) {
+                            Err(e) => SchemeResult::Invalid(e.reason()),
+                            Ok(v) => {
+                                use crate::auth::replay::ReplayStore;
+                                if !rt.replay.check_and_insert(
+                                    &v.replay_key(),
+                                    v.replay_until(policy.max_age),
+                                ) {
+                                    SchemeResult::Invalid("replayed signature")
+                                } else {
+                                    SchemeResult::Ok(
+                                        rt.signing_keys.get(&v.keyid).map(|(_, c)| c.clone()),
+                                    )
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+            Scheme::Jwt => SchemeResult::Missing,
         });
         match verdict {
             Verdict::Allowed(c) => consumer = c,
@@ -427,7 +483,11 @@ async fn proxy(
     }
     let body_empty = http_body::Body::is_end_stream(req.body());
     let (mut parts, body) = req.into_parts();
-    let body = if body_empty {
+    let body = if let Some(data) = buffered {
+        RequestBody::Buffered {
+            data: (!data.is_empty()).then_some(data),
+        }
+    } else if body_empty {
         RequestBody::Empty
     } else {
         RequestBody::limited(body, limit, rt.listeners[conn.listener].limits.body_timeout)
@@ -656,6 +716,31 @@ fn path_error_text(e: crate::route::PathError) -> &'static str {
         EncodedSeparator => "encoded slash, backslash or NUL in the path",
         AboveRoot => "the path climbs above the root",
         DotSegmentParams => "dot segment with parameters in the path",
+    }
+}
+
+/// Reads a whole request body: at most `limit` bytes (413), no pause longer than `idle` (408).
+async fn read_body(
+    body: &mut Incoming,
+    limit: u64,
+    idle: Duration,
+) -> Result<bytes::Bytes, GatewayError> {
+    use http_body_util::BodyExt;
+    let mut out = bytes::BytesMut::new();
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(GatewayError::RequestTimeout),
+            Ok(None) => return Ok(out.freeze()),
+            Ok(Some(Err(_))) => return Err(GatewayError::BadRequest("malformed request body")),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if (out.len() + data.len()) as u64 > limit {
+                        return Err(GatewayError::PayloadTooLarge);
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
     }
 }
 

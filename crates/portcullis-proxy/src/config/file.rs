@@ -71,6 +71,35 @@ pub struct ConsumerSection {
     /// Its JWT identities.
     #[serde(default)]
     pub jwt: Vec<JwtSubjectSection>,
+    /// Keys it signs requests with (HTTP Message Signatures), by keyid.
+    #[serde(default)]
+    pub signing_keys: Vec<Spanned<SigningKeySection>>,
+}
+
+/// A consumer's signing key: a public key file (PEM or JWK), or an HMAC secret from the environment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeySection {
+    pub keyid: String,
+    /// PEM public key (SPKI) or a JWK file.
+    pub key: Option<Spanned<String>>,
+    /// Environment variable holding a base64 HMAC secret (never in the file).
+    pub secret_env: Option<Spanned<String>>,
+}
+
+/// `[route.signature]`: HTTP Message Signatures (RFC 9421) required on this route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureSection {
+    /// Components every signature must cover, e.g. ["@method", "@target-uri", "content-digest"].
+    pub components: Vec<String>,
+    /// Allowed algorithms: "hmac-sha256", "ecdsa-p256-sha256", "ed25519", "rsa-pss-sha512" (default all).
+    #[serde(default)]
+    pub algorithms: Vec<Spanned<String>>,
+    /// `created` must be within this (default "5m"); signatures are remembered as long to refuse replays.
+    pub max_age: Option<Spanned<String>>,
+    #[serde(default)]
+    pub nonce: bool,
 }
 
 /// One stored API key.
@@ -422,6 +451,7 @@ pub struct RouteSection {
     pub groups: Vec<Spanned<String>>,
     /// Header naming the consumer to the backend (default "X-Consumer").
     pub consumer_header: Option<Spanned<String>>,
+    pub signature: Option<Spanned<SignatureSection>>,
     pub cors: Option<CorsSection>,
 }
 

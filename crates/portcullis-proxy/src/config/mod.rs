@@ -76,6 +76,8 @@ pub struct Config {
     pub rate_limits: Vec<crate::ratelimit::ZoneConfig>,
     pub consumers: Vec<crate::auth::Consumer>,
     pub api_keys: ApiKeysConfig,
+    /// (keyid, consumer name, key) of request-signing keys.
+    pub signing_keys: Vec<(String, String, crate::auth::signature::VerifyKey)>,
     /// `[cluster]`: shared state in Redis.
     pub cluster: Option<ClusterConfig>,
 }
@@ -309,6 +311,7 @@ pub struct RouteConfig {
     pub auth: crate::auth::RouteAuth,
     pub consumer_header: http::header::HeaderName,
     pub cors: Option<crate::auth::cors::Cors>,
+    pub signature: Option<crate::auth::signature::SignaturePolicy>,
 }
 
 /// A route's client-certificate settings.

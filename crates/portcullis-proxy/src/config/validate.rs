@@ -340,6 +340,14 @@ impl Validator<'_> {
             }
         }
         let (consumers, api_keys) = self.consumers(&f);
+        let signing_keys = self.signing_keys(&f);
+        for (i, rc) in routes.iter().enumerate() {
+            let uses_sig = rc.auth.all.contains(&crate::auth::Scheme::Signature)
+                || rc.auth.any.contains(&crate::auth::Scheme::Signature);
+            if uses_sig && rc.signature.is_none() {
+                self.r.error(f.routes.get(i).map(|s| s.span()), &format!("route \"{}\".auth", rc.name), "the route asks for \"signature\" but has no [route.signature] policy", Some("add signature = { components = [\"@method\", \"@target-uri\", \"content-digest\"] }".to_string()));
+            }
+        }
         for (i, rc) in routes.iter().enumerate() {
             let at = f.routes.get(i).map(|s| s.span());
             for c in &rc.auth.consumers {
@@ -446,6 +454,7 @@ impl Validator<'_> {
             rate_limits: zones,
             consumers,
             api_keys,
+            signing_keys,
             source: self.r.file().to_path_buf(),
             server,
             log,
@@ -1206,7 +1215,7 @@ impl Validator<'_> {
             let mut out = Vec::new();
             for s in list {
                 match Scheme::parse(s.get_ref()) {
-                    Some(Scheme::Jwt) | Some(Scheme::Signature) => r.error(
+                    Some(Scheme::Jwt) => r.error(
                         span(s),
                         &format!("{field}.{name}"),
                         format!(
@@ -1244,6 +1253,152 @@ impl Validator<'_> {
             consumers,
             groups,
         }
+    }
+
+    fn signature_policy(
+        &mut self,
+        sig: &Spanned<SignatureSection>,
+        field: &str,
+    ) -> crate::auth::signature::SignaturePolicy {
+        use crate::auth::signature::{Component, SigAlgorithm};
+        let ss = sig.get_ref();
+        for c in &ss.components {
+            if let Err(e) = Component::parse(c) {
+                self.r.error(span(sig), &format!("{field}.signature.components"), format!("\"{c}\": {e}"), Some("write component names like \"@method\", \"@target-uri\", \"content-digest\"".to_string()));
+            }
+        }
+        if ss.components.is_empty() {
+            self.r.error(
+                span(sig),
+                &format!("{field}.signature.components"),
+                "no components: a signature over nothing proves nothing",
+                Some("list at least \"@method\" and \"@target-uri\"".to_string()),
+            );
+        }
+        let mut algorithms = Vec::new();
+        for a in &ss.algorithms {
+            match a.get_ref().parse::<SigAlgorithm>() {
+                Ok(x) => algorithms.push(x),
+                Err(_) => self.r.error(
+                    span(a),
+                    &format!("{field}.signature.algorithms"),
+                    format!("unknown algorithm \"{}\"", a.get_ref()),
+                    Some(
+                        "use hmac-sha256, ecdsa-p256-sha256, ed25519 or rsa-pss-sha512".to_string(),
+                    ),
+                ),
+            }
+        }
+        if algorithms.is_empty() {
+            algorithms = SigAlgorithm::ALL.to_vec();
+        }
+        crate::auth::signature::SignaturePolicy {
+            required_components: ss.components.clone(),
+            algorithms,
+            max_age: self.duration(
+                &ss.max_age,
+                &format!("{field}.signature.max_age"),
+                Duration::from_secs(300),
+            ),
+            require_nonce: ss.nonce,
+        }
+    }
+
+    fn signing_keys(
+        &mut self,
+        f: &FileConfig,
+    ) -> Vec<(String, String, crate::auth::signature::VerifyKey)> {
+        use crate::auth::signature::VerifyKey;
+        let mut out: Vec<(String, String, VerifyKey)> = Vec::new();
+        for c in &f.consumers {
+            let cs = c.get_ref();
+            for k in &cs.signing_keys {
+                let ks = k.get_ref();
+                let field = format!("consumer \"{}\".signing_keys", cs.name.get_ref());
+                let key = match (&ks.key, &ks.secret_env) {
+                    (Some(path), None) => {
+                        let p = self.resolve(path.get_ref());
+                        match std::fs::read_to_string(&p) {
+                            Err(e) => {
+                                self.r.error(
+                                    span(path),
+                                    &field,
+                                    format!("cannot read {}: {e}", p.display()),
+                                    None,
+                                );
+                                None
+                            }
+                            Ok(text) => {
+                                let parsed = if text.trim_start().starts_with('{') {
+                                    VerifyKey::from_jwk(&text)
+                                } else {
+                                    VerifyKey::from_pem(&text)
+                                };
+                                match parsed {
+                                    Ok(v) => Some(v),
+                                    Err(e) => {
+                                        self.r.error(
+                                            span(path),
+                                            &field,
+                                            format!("{}: {e}", p.display()),
+                                            Some(
+                                                "give a PEM public key (SPKI) or a JWK".to_string(),
+                                            ),
+                                        );
+                                        None
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    (None, Some(env)) => match std::env::var(env.get_ref()) {
+                        Ok(v) => match VerifyKey::hmac_from_base64(v.trim()) {
+                            Ok(k) => Some(k),
+                            Err(e) => {
+                                self.r.error(
+                                    span(env),
+                                    &field,
+                                    format!("${}: {e}", env.get_ref()),
+                                    Some("export a base64 secret of at least 32 bytes".to_string()),
+                                );
+                                None
+                            }
+                        },
+                        Err(_) => {
+                            self.r.error(
+                                span(env),
+                                &field,
+                                format!("environment variable {} is not set", env.get_ref()),
+                                Some("export it before starting the gateway".to_string()),
+                            );
+                            None
+                        }
+                    },
+                    _ => {
+                        self.r.error(
+                            span(k),
+                            &field,
+                            "give exactly one of `key` (a public key file) or `secret_env`",
+                            None,
+                        );
+                        None
+                    }
+                };
+                if let Some(key) = key {
+                    if out.iter().any(|(id, _, _)| id == &ks.keyid) {
+                        self.r.error(
+                            span(k),
+                            &field,
+                            format!("keyid \"{}\" is used twice", ks.keyid),
+                            None,
+                        );
+                    } else {
+                        out.push((ks.keyid.clone(), cs.name.get_ref().clone(), key));
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn cors(&mut self, c: &CorsSection, field: &str) -> crate::auth::cors::Cors {
@@ -2099,6 +2254,10 @@ impl Validator<'_> {
                     }),
             },
             cors: rs.cors.as_ref().map(|c| self.cors(c, &field)),
+            signature: rs
+                .signature
+                .as_ref()
+                .map(|sig| self.signature_policy(sig, &field)),
             name,
         })
     }
