@@ -147,7 +147,9 @@ fn http_builder(l: &Limits, http2: bool) -> auto::Builder<TokioExecutor> {
         .max_buf_size(l.max_header_size.max(8192))
         .max_headers(l.max_headers)
         .keep_alive(true)
-        .half_close(false);
+        .half_close(false)
+        // One buffer per response: head and body leave in one TLS record, not two.
+        .writev(false);
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(l.h2_max_concurrent_streams)

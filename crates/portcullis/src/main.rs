@@ -8,6 +8,7 @@ mod apikey_cli;
 mod pki_cli;
 mod quickstart;
 mod serve;
+mod sign_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +59,8 @@ enum Command {
     Token(pki_cli::TokenCommand),
     /// Sign a fresh CRL.
     Crl(pki_cli::CrlArgs),
+    /// Sign an HTTP request (RFC 9421) and print the headers to send.
+    Sign(sign_cli::SignArgs),
     /// API keys for consumers: create (shown once), hash.
     #[command(subcommand)]
     Apikey(apikey_cli::ApikeyCommand),
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Token(c) => report(pki_cli::run_token(c)),
         Command::Crl(a) => report(pki_cli::run_crl(a)),
         Command::Apikey(c) => report(apikey_cli::run(c)),
+        Command::Sign(a) => report(sign_cli::run_sign(a)),
     }
 }
 
