@@ -91,6 +91,8 @@ pub struct Runtime {
             Arc<crate::auth::Consumer>,
         ),
     >,
+    /// Bearer-token verification (JWKS cache and verified-token cache kept across reloads when unchanged).
+    pub jwt: Option<Arc<crate::auth::jwt::JwtVerifier>>,
     /// Signatures seen recently (kept across reloads).
     pub replay: Arc<crate::auth::replay::ReplayCache>,
     /// The built-in CA's endpoints, when `[pki]` is configured.
@@ -339,7 +341,16 @@ impl Runtime {
         let replay = previous
             .map(|p| p.replay.clone())
             .unwrap_or_else(|| Arc::new(crate::auth::replay::ReplayCache::new(1_000_000)));
+        let jwt = if cfg.jwt_issuers.is_empty() {
+            None
+        } else {
+            Some(Arc::new(
+                crate::auth::jwt::JwtVerifier::new(cfg.jwt_issuers.clone())
+                    .map_err(|e| BuildError::Pki(format!("jwt: {e}")))?,
+            ))
+        };
         Ok(Runtime {
+            jwt,
             signing_keys,
             replay,
             consumers,

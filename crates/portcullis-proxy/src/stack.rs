@@ -347,6 +347,17 @@ async fn proxy(
 
     // Authentication and consumers: all of `auth`, one of `auth_any`.
     let mut consumer: Option<Arc<crate::auth::Consumer>> = None;
+    let mut jwt_token: Option<crate::auth::jwt::VerifiedToken> = None;
+    // Tokens are verified before the verdict (a JWKS URL may need fetching).
+    let uses_jwt = route.cfg.auth.all.contains(&crate::auth::Scheme::Jwt)
+        || route.cfg.auth.any.contains(&crate::auth::Scheme::Jwt);
+    let mut jwt_checked = match (
+        &rt.jwt,
+        uses_jwt.then(|| bearer_token(req.headers())).flatten(),
+    ) {
+        (Some(v), Some(tok)) => Some(v.verify(tok, SystemTime::now()).await),
+        _ => None,
+    };
     if route.cfg.auth.is_active() {
         use crate::auth::{Scheme, SchemeResult, Verdict};
         let now = SystemTime::now();
@@ -401,7 +412,35 @@ async fn proxy(
                     }
                 }
             },
-            Scheme::Jwt => SchemeResult::Missing,
+            Scheme::Jwt => match jwt_checked.take() {
+                None => SchemeResult::Missing,
+                Some(r) => match r {
+                    Err(e) => SchemeResult::Invalid(e.reason()),
+                    Ok(t) => {
+                        let bound_ok = !route.cfg.jwt.cert_bound
+                            || crate::auth::jwt::cert_bound_ok(
+                                &t,
+                                conn.identity.as_ref().map(|i| i.leaf_der.as_slice()),
+                            );
+                        if !bound_ok {
+                            SchemeResult::Invalid("token bound to another certificate")
+                        } else if let Err(why) =
+                            crate::auth::jwt::check_rules(&t, &route.cfg.jwt.claims)
+                        {
+                            tracing::info!(request_id = %log.request_id, route = %route.cfg.name, reason = %why, "token claims refused");
+                            SchemeResult::Invalid("claims not satisfied")
+                        } else {
+                            let c = t
+                                .subject
+                                .as_deref()
+                                .and_then(|sub| rt.consumers.by_jwt(&t.issuer, sub))
+                                .cloned();
+                            jwt_token = Some(t);
+                            SchemeResult::Ok(c)
+                        }
+                    }
+                },
+            },
         });
         match verdict {
             Verdict::Allowed(c) => consumer = c,
@@ -501,6 +540,22 @@ async fn proxy(
         if let Ok(v) = HeaderValue::from_str(&c.name) {
             headers.insert(route.cfg.consumer_header.clone(), v);
         }
+    }
+    // Token claims the route forwards; Authorization removed when asked.
+    for (claim, header) in &route.cfg.jwt.forward_claims {
+        headers.remove(header);
+        if let Some(v) = jwt_token.as_ref().and_then(|t| t.claims.get(claim)) {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if let Ok(hv) = HeaderValue::from_str(&text) {
+                headers.insert(header.clone(), hv);
+            }
+        }
+    }
+    if route.cfg.jwt.strip_authorization {
+        headers.remove(header::AUTHORIZATION);
     }
     // API keys never go upstream.
     if route.cfg.auth.all.contains(&crate::auth::Scheme::ApiKey)
@@ -717,6 +772,16 @@ fn path_error_text(e: crate::route::PathError) -> &'static str {
         AboveRoot => "the path climbs above the root",
         DotSegmentParams => "dot segment with parameters in the path",
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer_token(h: &http::HeaderMap) -> Option<&str> {
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, tok) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| tok.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Reads a whole request body: at most `limit` bytes (413), no pause longer than `idle` (408).

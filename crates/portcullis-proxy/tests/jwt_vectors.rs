@@ -10,12 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-// The module is compiled in here directly until auth/mod.rs declares it;
-// then this becomes `use portcullis_proxy::auth::jwt`. (Its own unit tests
-// run in this binary meanwhile.)
-#[path = "../src/auth/jwt.rs"]
-#[allow(dead_code)]
-pub mod jwt;
+use portcullis_proxy::auth::jwt;
 
 use jwt::jwks::{self, JwkSet};
 use jwt::{

@@ -10,6 +10,7 @@
 
 pub mod apikey;
 pub mod cors;
+pub mod jwt;
 pub mod replay;
 pub mod signature;
 

@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub rate_limits: Vec<Spanned<RateLimitSection>>,
     #[serde(default, rename = "consumer")]
     pub consumers: Vec<Spanned<ConsumerSection>>,
+    #[serde(default, rename = "jwt_issuer")]
+    pub jwt_issuers: Vec<Spanned<JwtIssuerSection>>,
     pub api_keys: Option<ApiKeysSection>,
     /// `[cluster]`: state shared by replicas through Redis.
     pub cluster: Option<Spanned<ClusterSection>>,
@@ -120,6 +122,57 @@ pub struct ApiKeyEntrySection {
 pub struct JwtSubjectSection {
     pub issuer: String,
     pub subject: String,
+}
+
+/// `[[jwt_issuer]]`: a trusted issuer of bearer tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtIssuerSection {
+    /// The exact `iss`.
+    pub issuer: Spanned<String>,
+    /// Accepted `aud` values (one must be present); empty = not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Algorithms this issuer signs with ("ES256", "RS256", "EdDSA", "HS256", …); never taken from tokens.
+    pub algorithms: Vec<Spanned<String>>,
+    /// A JWKS file.
+    pub jwks_file: Option<Spanned<String>>,
+    /// A JWKS URL (https), fetched and refreshed on unknown kids.
+    pub jwks_url: Option<Spanned<String>>,
+    /// Environment variable with the HS* shared secret (base64 or raw), for HS algorithms only.
+    pub secret_env: Option<Spanned<String>>,
+    /// Clock leeway (default "60s").
+    pub leeway: Option<Spanned<String>>,
+}
+
+/// `[route.jwt]`: what a route asks of a verified token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteJwtSection {
+    /// Claims that must hold: `{ claim = "scope", contains = "payments:write" }`,
+    /// `{ claim = "tenant", equals = "acme" }`, `{ claim = "role", one_of = [...] }`, `{ claim = "email", present = true }`.
+    #[serde(default)]
+    pub claims: Vec<ClaimRuleSection>,
+    /// Claims forwarded as headers: `{ sub = "X-User", tenant = "X-Tenant" }`.
+    #[serde(default)]
+    pub forward_claims: std::collections::BTreeMap<String, String>,
+    /// Remove `Authorization` before the upstream (default false).
+    #[serde(default)]
+    pub strip_authorization: bool,
+    /// RFC 8705: the token's cnf."x5t#S256" must match the client certificate.
+    #[serde(default)]
+    pub cert_bound: bool,
+}
+
+/// One claim rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRuleSection {
+    pub claim: String,
+    pub equals: Option<toml::Value>,
+    pub contains: Option<String>,
+    pub one_of: Option<Vec<toml::Value>>,
+    pub present: Option<bool>,
 }
 
 /// `[api_keys]`: where keys are read.
@@ -452,6 +505,7 @@ pub struct RouteSection {
     /// Header naming the consumer to the backend (default "X-Consumer").
     pub consumer_header: Option<Spanned<String>>,
     pub signature: Option<Spanned<SignatureSection>>,
+    pub jwt: Option<RouteJwtSection>,
     pub cors: Option<CorsSection>,
 }
 

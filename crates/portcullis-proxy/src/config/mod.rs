@@ -78,6 +78,7 @@ pub struct Config {
     pub api_keys: ApiKeysConfig,
     /// (keyid, consumer name, key) of request-signing keys.
     pub signing_keys: Vec<(String, String, crate::auth::signature::VerifyKey)>,
+    pub jwt_issuers: Vec<crate::auth::jwt::IssuerConfig>,
     /// `[cluster]`: shared state in Redis.
     pub cluster: Option<ClusterConfig>,
 }
@@ -91,6 +92,15 @@ pub struct ClusterConfig {
     pub key_secret: String,
     /// Longest wait for Redis per decision.
     pub timeout: Duration,
+}
+
+/// A route's token requirements.
+#[derive(Debug, Clone, Default)]
+pub struct RouteJwt {
+    pub claims: Vec<crate::auth::jwt::ClaimRule>,
+    pub forward_claims: Vec<(String, http::header::HeaderName)>,
+    pub strip_authorization: bool,
+    pub cert_bound: bool,
 }
 
 /// `[api_keys]` plus every consumer's keys.
@@ -312,6 +322,7 @@ pub struct RouteConfig {
     pub consumer_header: http::header::HeaderName,
     pub cors: Option<crate::auth::cors::Cors>,
     pub signature: Option<crate::auth::signature::SignaturePolicy>,
+    pub jwt: RouteJwt,
 }
 
 /// A route's client-certificate settings.

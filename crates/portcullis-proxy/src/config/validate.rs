@@ -341,6 +341,22 @@ impl Validator<'_> {
         }
         let (consumers, api_keys) = self.consumers(&f);
         let signing_keys = self.signing_keys(&f);
+        let jwt_issuers = self.jwt_issuers(&f);
+        for (i, rc) in routes.iter().enumerate() {
+            let uses_jwt = rc.auth.all.contains(&crate::auth::Scheme::Jwt)
+                || rc.auth.any.contains(&crate::auth::Scheme::Jwt);
+            if uses_jwt && jwt_issuers.is_empty() {
+                self.r.error(
+                    f.routes.get(i).map(|s| s.span()),
+                    &format!("route \"{}\".auth", rc.name),
+                    "the route asks for \"jwt\" but no [[jwt_issuer]] is configured",
+                    Some(
+                        "add a [[jwt_issuer]] with issuer, algorithms and jwks_file / jwks_url"
+                            .to_string(),
+                    ),
+                );
+            }
+        }
         for (i, rc) in routes.iter().enumerate() {
             let uses_sig = rc.auth.all.contains(&crate::auth::Scheme::Signature)
                 || rc.auth.any.contains(&crate::auth::Scheme::Signature);
@@ -455,6 +471,7 @@ impl Validator<'_> {
             consumers,
             api_keys,
             signing_keys,
+            jwt_issuers,
             source: self.r.file().to_path_buf(),
             server,
             log,
@@ -1215,15 +1232,6 @@ impl Validator<'_> {
             let mut out = Vec::new();
             for s in list {
                 match Scheme::parse(s.get_ref()) {
-                    Some(Scheme::Jwt) => r.error(
-                        span(s),
-                        &format!("{field}.{name}"),
-                        format!(
-                            "scheme \"{}\" is not available in this build yet",
-                            s.get_ref()
-                        ),
-                        Some("use \"mtls\" or \"apikey\"".to_string()),
-                    ),
                     Some(sc) => out.push(sc),
                     None => r.error(
                         span(s),
@@ -1302,6 +1310,113 @@ impl Validator<'_> {
             ),
             require_nonce: ss.nonce,
         }
+    }
+
+    fn route_jwt(&mut self, j: &RouteJwtSection, field: &str) -> RouteJwt {
+        use crate::auth::jwt::{ClaimMatch, ClaimRule};
+        let to_json = |v: &toml::Value| serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+        let mut claims = Vec::new();
+        for c in &j.claims {
+            let rule = match (&c.equals, &c.contains, &c.one_of, c.present) {
+                (Some(v), None, None, None) => ClaimMatch::Equals(to_json(v)),
+                (None, Some(w), None, None) => ClaimMatch::Contains(w.clone()),
+                (None, None, Some(l), None) => ClaimMatch::OneOf(l.iter().map(to_json).collect()),
+                (None, None, None, Some(true)) => ClaimMatch::Present,
+                _ => {
+                    self.r.error(None, &format!("{field}.jwt.claims"), format!("claim rule for \"{}\" needs exactly one of equals, contains, one_of, present = true", c.claim), None);
+                    continue;
+                }
+            };
+            claims.push(ClaimRule {
+                claim: c.claim.clone(),
+                rule,
+            });
+        }
+        let mut forward_claims = Vec::new();
+        for (claim, header) in &j.forward_claims {
+            match http::header::HeaderName::from_bytes(header.as_bytes()) {
+                Ok(h) => forward_claims.push((claim.clone(), h)),
+                Err(_) => self.r.error(
+                    None,
+                    &format!("{field}.jwt.forward_claims"),
+                    format!("\"{header}\" is not a header name"),
+                    None,
+                ),
+            }
+        }
+        RouteJwt {
+            claims,
+            forward_claims,
+            strip_authorization: j.strip_authorization,
+            cert_bound: j.cert_bound,
+        }
+    }
+
+    fn jwt_issuers(&mut self, f: &FileConfig) -> Vec<crate::auth::jwt::IssuerConfig> {
+        use crate::auth::jwt::{Algorithm, IssuerConfig, KeySource};
+        let mut out = Vec::new();
+        for i in &f.jwt_issuers {
+            let is = i.get_ref();
+            let field = format!("jwt_issuer \"{}\"", is.issuer.get_ref());
+            let mut algorithms = Vec::new();
+            for a in &is.algorithms {
+                match Algorithm::from_jose(a.get_ref()) {
+                    Some(x) => algorithms.push(x),
+                    None => self.r.error(
+                        span(a),
+                        &format!("{field}.algorithms"),
+                        format!("unknown algorithm \"{}\"", a.get_ref()),
+                        Some(
+                            "use RS256, RS384, RS512, PS256, ES256, ES384, EdDSA or HS256"
+                                .to_string(),
+                        ),
+                    ),
+                }
+            }
+            let keys = match (&is.jwks_file, &is.jwks_url, &is.secret_env) {
+                (Some(p), None, None) => Some(KeySource::JwksFile(self.resolve(p.get_ref()))),
+                (None, Some(u), None) => Some(KeySource::JwksUrl(u.get_ref().clone())),
+                (None, None, Some(env)) => match std::env::var(env.get_ref()) {
+                    Ok(v) => Some(KeySource::Secret(v.trim().as_bytes().to_vec())),
+                    Err(_) => {
+                        self.r.error(
+                            span(env),
+                            &format!("{field}.secret_env"),
+                            format!("environment variable {} is not set", env.get_ref()),
+                            None,
+                        );
+                        None
+                    }
+                },
+                _ => {
+                    self.r.error(
+                        span(&is.issuer),
+                        &field,
+                        "give exactly one of jwks_file, jwks_url or secret_env",
+                        None,
+                    );
+                    None
+                }
+            };
+            let Some(keys) = keys else { continue };
+            let mut cfg = IssuerConfig::new(is.issuer.get_ref().clone(), algorithms, keys);
+            cfg.audiences = is.audiences.clone();
+            cfg.leeway = self.duration(
+                &is.leeway,
+                &format!("{field}.leeway"),
+                Duration::from_secs(60),
+            );
+            out.push(cfg);
+        }
+        if let Err(e) = crate::auth::jwt::JwtVerifier::new(out.clone()) {
+            self.r.error(
+                f.jwt_issuers.first().map(|i| i.span()),
+                "jwt_issuer",
+                e.to_string(),
+                None,
+            );
+        }
+        out
     }
 
     fn signing_keys(
@@ -2258,6 +2373,11 @@ impl Validator<'_> {
                 .signature
                 .as_ref()
                 .map(|sig| self.signature_policy(sig, &field)),
+            jwt: rs
+                .jwt
+                .as_ref()
+                .map(|j| self.route_jwt(j, &field))
+                .unwrap_or_default(),
             name,
         })
     }
