@@ -358,6 +358,54 @@ async fn proxy(
         (Some(v), Some(tok)) => Some(v.verify(tok, SystemTime::now()).await),
         _ => None,
     };
+    // Signatures are verified (and remembered against replays, across replicas
+    // in cluster mode) before the verdict.
+    let uses_sig = route.cfg.auth.all.contains(&crate::auth::Scheme::Signature)
+        || route.cfg.auth.any.contains(&crate::auth::Scheme::Signature);
+    let mut sig_checked: Option<Result<Option<Arc<crate::auth::Consumer>>, &'static str>> = None;
+    if let (true, Some(policy)) = (
+        uses_sig && req.headers().contains_key("signature"),
+        &route.cfg.signature,
+    ) {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let target = crate::auth::signature::RequestTarget::new(
+            "https",
+            host_raw.as_deref().unwrap_or(""),
+            pq,
+        );
+        let parts = target.parts(req.method(), req.headers());
+        let keys = |id: &str| rt.signing_keys.get(id).map(|(k, _)| k.clone());
+        sig_checked = Some(
+            match crate::auth::signature::verify(
+                &parts,
+                buffered.as_deref(),
+                policy,
+                &keys,
+                SystemTime::now(),
+            ) {
+                Err(e) => Err(e.reason()),
+                Ok(v) => {
+                    use crate::auth::replay::ReplayStore;
+                    let (key, until) = (v.replay_key(), v.replay_until(policy.max_age));
+                    let fresh = match &rt.cluster {
+                        Some(c) => match c.remember_once(&key, until).await {
+                            Ok(fresh) => fresh && rt.replay.check_and_insert(&key, until),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "replay cache in Redis unavailable: using this replica's own");
+                                rt.replay.check_and_insert(&key, until)
+                            }
+                        },
+                        None => rt.replay.check_and_insert(&key, until),
+                    };
+                    if fresh {
+                        Ok(rt.signing_keys.get(&v.keyid).map(|(_, c)| c.clone()))
+                    } else {
+                        Err("replayed signature")
+                    }
+                }
+            },
+        );
+    }
     if route.cfg.auth.is_active() {
         use crate::auth::{Scheme, SchemeResult, Verdict};
         let now = SystemTime::now();
@@ -373,44 +421,10 @@ async fn proxy(
                     Err(why) => SchemeResult::Invalid(why),
                 },
             },
-            Scheme::Signature => match &route.cfg.signature {
+            Scheme::Signature => match sig_checked.take() {
                 None => SchemeResult::Missing,
-                Some(policy) => {
-                    if !req.headers().contains_key("signature") {
-                        SchemeResult::Missing
-                    } else {
-                        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                        let target = crate::auth::signature::RequestTarget::new(
-                            "https",
-                            host_raw.as_deref().unwrap_or(""),
-                            pq,
-                        );
-                        let parts = target.parts(req.method(), req.headers());
-                        let keys = |id: &str| rt.signing_keys.get(id).map(|(k, _)| k.clone());
-                        match crate::auth::signature::verify(
-                            &parts,
-                            buffered.as_deref(),
-                            policy,
-                            &keys,
-                            now,
-                        ) {
-                            Err(e) => SchemeResult::Invalid(e.reason()),
-                            Ok(v) => {
-                                use crate::auth::replay::ReplayStore;
-                                if !rt.replay.check_and_insert(
-                                    &v.replay_key(),
-                                    v.replay_until(policy.max_age),
-                                ) {
-                                    SchemeResult::Invalid("replayed signature")
-                                } else {
-                                    SchemeResult::Ok(
-                                        rt.signing_keys.get(&v.keyid).map(|(_, c)| c.clone()),
-                                    )
-                                }
-                            }
-                        }
-                    }
-                }
+                Some(Err(reason)) => SchemeResult::Invalid(reason),
+                Some(Ok(c)) => SchemeResult::Ok(c),
             },
             Scheme::Jwt => match jwt_checked.take() {
                 None => SchemeResult::Missing,

@@ -19,4 +19,4 @@ pub use mock_upstream::{MockUpstream, SeenRequest};
 pub use openssl::{s_client, Handshake};
 pub use pki::{LeafSpec, TestCa, TestCert};
 pub use raw_client::{h2_request, raw_tls_exchange, statuses, H2Response};
-pub use process::{free_port, python, run, shared_dir, wait_for_port, GatewayProcess};
+pub use process::{free_port, python, run, shared_dir, wait_for_port, GatewayProcess, RedisServer};

@@ -124,3 +124,56 @@ pub fn shared_dir(manifest_dir: &str) -> Option<PathBuf> {
     let d = p.join("shared");
     d.is_dir().then_some(d)
 }
+
+/// A redis-server of the test's own on a free port, killed on drop; `None`
+/// (with a loud message) when redis-server is not installed.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RedisServer {
+    pub fn start() -> Option<RedisServer> {
+        if !Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            eprintln!("\n!!!!! SKIPPED: redis-server is not installed (scripts/install-test-deps.sh installs it) !!!!!\n");
+            return None;
+        }
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        assert!(
+            wait_for_port(SocketAddr::from(([127, 0, 0, 1], port))),
+            "redis-server did not listen on {port}"
+        );
+        Some(RedisServer { child, port })
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -21,6 +21,10 @@ struct Bed {
 }
 
 fn bed() -> Bed {
+    bed_with("")
+}
+
+fn bed_with(extra: &str) -> Bed {
     let env = env();
     let d = env.path();
     assert!(Command::new("openssl")
@@ -41,7 +45,7 @@ fn bed() -> Bed {
         .expect("ed25519 key");
     let up = MockUpstream::start("signed");
     let rest = format!(
-        "[[consumer]]\nname = \"acme\"\nsigning_keys = [{{ keyid = \"acme-1\", key = \"sig.pub\" }}]\n\n\
+        "{extra}[[consumer]]\nname = \"acme\"\nsigning_keys = [{{ keyid = \"acme-1\", key = \"sig.pub\" }}]\n\n\
          [[upstream]]\nname = \"m\"\nservers = [\"{}\"]\n\n\
          [[route]]\nname = \"pay\"\npath = \"/pay\"\nupstream = \"m\"\nauth = [\"signature\"]\n\
          signature = {{ components = [\"@method\", \"@target-uri\", \"content-digest\"], max_age = \"5m\" }}\n",
@@ -122,4 +126,52 @@ fn signed_requests_pass_and_everything_else_is_refused() {
         1,
         "a refused request reached the upstream"
     );
+}
+
+/// Two replicas sharing Redis: a signature used at one is refused at the other.
+#[test]
+fn a_replay_to_another_replica_is_refused_in_cluster_mode() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let b = bed_with(&format!(
+        "[cluster]\nredis = \"{}\"\nkey_secret = \"0123456789abcdef0123\"\n",
+        redis.url()
+    ));
+    let env2 = env();
+    std::fs::copy(b.env.path().join("sig.pub"), env2.path().join("sig.pub")).unwrap();
+    let rest = format!(
+        "[cluster]\nredis = \"{}\"\nkey_secret = \"0123456789abcdef0123\"\n\n[[consumer]]\nname = \"acme\"\nsigning_keys = [{{ keyid = \"acme-1\", key = \"sig.pub\" }}]\n\n\
+         [[upstream]]\nname = \"m\"\nservers = [\"{}\"]\n\n\
+         [[route]]\nname = \"pay\"\npath = \"/pay\"\nupstream = \"m\"\nauth = [\"signature\"]\n\
+         signature = {{ components = [\"@method\", \"@target-uri\", \"content-digest\"], max_age = \"5m\" }}\n",
+        redis.url(),
+        b.up.authority()
+    );
+    let _gw2 = env2.start(&env2.config_with(&rest));
+    let body = br#"{"amount": 5}"#;
+    // The second replica, addressed by the same public name as the first
+    // (its certificate comes from its own test CA).
+    let at_replica_2 = |headers: &[String]| {
+        let mut c = Curl::https(env2.https_port, "/pay", env2.ca_file())
+            .method("POST")
+            .body(body, env2.path())
+            .header(&format!("Host: localhost:{}", b.env.https_port));
+        for h in headers {
+            c = c.header(h);
+        }
+        c.run().status
+    };
+    // Control: a fresh signature is accepted there.
+    let fresh = signed_headers(&b, body, SystemTime::now() - Duration::from_secs(2));
+    assert_eq!(at_replica_2(&fresh), 200);
+    // A signature used at replica 1 is refused at replica 2.
+    let headers = signed_headers(&b, body, SystemTime::now());
+    assert_eq!(post(&b, body, &headers).status, 200);
+    assert_eq!(
+        at_replica_2(&headers),
+        401,
+        "the replay was accepted by the other replica"
+    );
+    assert_eq!(b.up.requests().len(), 2);
 }

@@ -133,6 +133,39 @@ impl Cluster {
         }
     }
 
+    /// Remembers `key` until `until` across all replicas (`SET … NX PXAT`):
+    /// `Ok(true)` the first time, `Ok(false)` for a replay; `Err` when Redis
+    /// cannot answer (the caller falls back to its local cache).
+    pub async fn remember_once(
+        &self,
+        key: &[u8],
+        until: std::time::SystemTime,
+    ) -> Result<bool, String> {
+        let Some(mut conn) = self.connection() else {
+            return Err("no redis connection".into());
+        };
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key);
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let at_ms = until
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+            .max(1);
+        let cmd = redis::cmd("SET")
+            .arg(format!("portcullis:replay:{hex}"))
+            .arg(1)
+            .arg("NX")
+            .arg("PXAT")
+            .arg(at_ms)
+            .clone();
+        let res: Result<Option<String>, _> =
+            tokio::time::timeout(self.cfg.timeout, cmd.query_async(&mut conn))
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| e.to_string());
+        res.map(|r| r.is_some())
+    }
+
     /// Decides a request against the zones (all must pass); Redis holds the
     /// state, or each zone's `on_store_failure` decides when it cannot.
     pub async fn check(&self, zones: &[Arc<Zone>], keys: &[u64]) -> Outcome {
