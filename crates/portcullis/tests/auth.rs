@@ -260,3 +260,36 @@ fn mtls_as_a_scheme_with_consumers_and_auth_any() {
         401
     );
 }
+
+#[test]
+fn api_keys_can_live_in_their_own_file() {
+    let env = env();
+    let (key, hash) = new_key("acme");
+    std::fs::write(
+        env.path().join("api-keys.toml"),
+        format!("[[key]]\nconsumer = \"acme\"\nhash = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let rest = "[api_keys]\nfile = \"api-keys.toml\"\n\n[[consumer]]\nname = \"acme\"\n\n[[route]]\npath = \"/\"\nupstream = \"echo\"\nauth = [\"apikey\"]\n";
+    let cfg = echo_config(&env, rest);
+    let _gw = env.start(&cfg);
+    let r = Curl::https(env.https_port, "/x", env.ca_file())
+        .header(&format!("X-API-Key: {key}"))
+        .run();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echoed_header("x-consumer").as_deref(), Some("acme"));
+    // A bad entry is named with the keys file.
+    std::fs::write(
+        env.path().join("api-keys.toml"),
+        "[[key]]\nconsumer = \"nobody\"\nhash = \"sha256:00\"\n",
+    )
+    .unwrap();
+    let out = env.check("again.toml", &cfg);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("api-keys.toml key #1")
+            && text.contains("consumer \"nobody\" is not defined"),
+        "{text}"
+    );
+}

@@ -183,6 +183,27 @@ pub struct ApiKeysSection {
     pub header: Option<Spanned<String>>,
     /// Also accept the key in this query parameter (off unless set).
     pub query_param: Option<Spanned<String>>,
+    /// A file of `[[key]]` tables (consumer, hash, expires, disabled), kept apart from the config.
+    pub file: Option<Spanned<String>>,
+}
+
+/// The API keys file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysFile {
+    #[serde(default)]
+    pub key: Vec<ApiKeysFileEntry>,
+}
+
+/// One key of the keys file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysFileEntry {
+    pub consumer: String,
+    pub hash: String,
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// `[route.cors]`.

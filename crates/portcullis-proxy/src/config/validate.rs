@@ -1639,6 +1639,64 @@ impl Validator<'_> {
         let query_param = ak
             .and_then(|a| a.query_param.as_ref())
             .map(|q| q.get_ref().clone());
+        if let Some(kf) = ak.and_then(|a| a.file.as_ref()) {
+            let path = self.resolve(kf.get_ref());
+            match std::fs::read_to_string(&path) {
+                Err(e) => self.r.error(
+                    span(kf),
+                    "api_keys.file",
+                    format!("cannot read {}: {e}", path.display()),
+                    Some("check the path (relative to the config file)".to_string()),
+                ),
+                Ok(text) => match toml::from_str::<ApiKeysFile>(&text) {
+                    Err(e) => {
+                        let d = super::error::from_toml_error(&path, &text, &e);
+                        self.r.diags.items.push(d);
+                    }
+                    Ok(file) => {
+                        for (n, k) in file.key.iter().enumerate() {
+                            let where_ = format!("{} key #{}", path.display(), n + 1);
+                            if !out.iter().any(|c| c.name == k.consumer) {
+                                self.r.error(
+                                    span(kf),
+                                    "api_keys.file",
+                                    format!("{where_}: consumer \"{}\" is not defined", k.consumer),
+                                    Some(
+                                        "add a [[consumer]] with this name to the config"
+                                            .to_string(),
+                                    ),
+                                );
+                                continue;
+                            }
+                            let Some(hash) = crate::auth::apikey::parse_hash(&k.hash) else {
+                                self.r.error(
+                                    span(kf),
+                                    "api_keys.file",
+                                    format!("{where_}: hash is not \"sha256:<64 hex>\""),
+                                    Some(
+                                        "paste what `portcullis apikey create` printed".to_string(),
+                                    ),
+                                );
+                                continue;
+                            };
+                            let expires = match &k.expires {
+                                None => None,
+                                Some(e) => {
+                                    match parse_rfc3339(e) {
+                                        Some(t) => Some(t),
+                                        None => {
+                                            self.r.error(span(kf), "api_keys.file", format!("{where_}: expires \"{e}\" is not an RFC 3339 date"), None);
+                                            continue;
+                                        }
+                                    }
+                                }
+                            };
+                            keys.push((hash, k.consumer.clone(), expires, k.disabled));
+                        }
+                    }
+                },
+            }
+        }
         (
             out,
             ApiKeysConfig {
