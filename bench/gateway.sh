@@ -83,5 +83,21 @@ path = "/"
 upstream = "backend"
 TOML
 
+# nginx: limit_req_zone \$binary_remote_addr zone=perip rate=1000000r/s; limit_req burst=100000 nodelay
+# (never binding, but paid for). BENCH_GW_NO_LIMIT=1 leaves it out, to measure what it costs.
+if [ "${BENCH_GW_NO_LIMIT:-0}" != 1 ]; then
+cat >> "$CONF" <<TOML
+rate_limits = ["perip"]
+
+[[rate_limit]]
+name = "perip"
+key = "ip"
+rate = "1000000r/s"
+burst = 100000
+nodelay = true
+status = 429
+TOML
+fi
+
 "$BIN" check --config "$CONF" >&2
 exec ${BENCH_GW_WRAP:-} "$BIN" serve --config "$CONF"

@@ -17,43 +17,43 @@ pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and the usual non-standard ones).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    HeaderName::from_static("connection"),
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("te"),
+    HeaderName::from_static("trailer"),
+    HeaderName::from_static("transfer-encoding"),
+    HeaderName::from_static("upgrade"),
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Headers that carry an identity the gateway asserts; clients' copies are always dropped.
-const IDENTITY_HEADERS: [&str; 16] = [
-    "x-ssl-client-cert",
-    "x-ssl-client-dn",
-    "x-ssl-client-verify",
-    "x-ssl-client-serial",
-    "x-ssl-client-fingerprint",
-    "x-ssl-client-not-after",
-    "x-ssl-client-i-dn",
-    "x-ssl-client-s-dn",
-    "x-client-cert",
-    "x-client-dn",
-    "x-forwarded-client-cert",
-    "client-cert",
-    "client-cert-chain",
-    "x-consumer",
-    "x-authenticated-user",
-    "x-jwt-claims",
+const IDENTITY_HEADERS: [HeaderName; 16] = [
+    HeaderName::from_static("x-ssl-client-cert"),
+    HeaderName::from_static("x-ssl-client-dn"),
+    HeaderName::from_static("x-ssl-client-verify"),
+    HeaderName::from_static("x-ssl-client-serial"),
+    HeaderName::from_static("x-ssl-client-fingerprint"),
+    HeaderName::from_static("x-ssl-client-not-after"),
+    HeaderName::from_static("x-ssl-client-i-dn"),
+    HeaderName::from_static("x-ssl-client-s-dn"),
+    HeaderName::from_static("x-client-cert"),
+    HeaderName::from_static("x-client-dn"),
+    HeaderName::from_static("x-forwarded-client-cert"),
+    HeaderName::from_static("client-cert"),
+    HeaderName::from_static("client-cert-chain"),
+    HeaderName::from_static("x-consumer"),
+    HeaderName::from_static("x-authenticated-user"),
+    HeaderName::from_static("x-jwt-claims"),
 ];
 
 /// Method-override headers, honoured by some frameworks: a client could turn
 /// an allowed GET into a DELETE behind the gateway's back.
-const METHOD_OVERRIDE: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
+const METHOD_OVERRIDE: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
 ];
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
@@ -100,7 +100,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
 /// Drops every identity and method-override header a client sent.
 pub fn strip_client_assertions(h: &mut HeaderMap) {
     for name in IDENTITY_HEADERS.iter().chain(METHOD_OVERRIDE.iter()) {
-        h.remove(*name);
+        h.remove(name);
     }
 }
 
