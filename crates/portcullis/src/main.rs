@@ -4,6 +4,7 @@
 //! config or usage).
 #![forbid(unsafe_code)]
 
+mod agent;
 mod apikey_cli;
 mod pki_cli;
 mod quickstart;
@@ -64,6 +65,8 @@ enum Command {
     /// API keys for consumers: create (shown once), hash.
     #[command(subcommand)]
     Apikey(apikey_cli::ApikeyCommand),
+    /// Keep a client certificate valid: enroll with a token, renew over mutual TLS.
+    Agent(agent::AgentArgs),
     /// Run only the built-in echo upstream (answers with the request it saw, as JSON).
     Echo {
         #[arg(long, default_value = "127.0.0.1:9090")]
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Crl(a) => report(pki_cli::run_crl(a)),
         Command::Apikey(c) => report(apikey_cli::run(c)),
         Command::Sign(a) => report(sign_cli::run_sign(a)),
+        Command::Agent(a) => agent::run(a),
     }
 }
 

@@ -17,6 +17,8 @@ use portcullis_pki::{
 
 const DEFAULT_CA_DIR: &str = "portcullis-data/ca";
 const CA_DIR_ENV: &str = "PORTCULLIS_CA_DIR";
+/// Test-only switch for `cert issue client --minutes` (short-lived certificates in tests).
+const SHORT_VALIDITY_ENV: &str = "PORTCULLIS_TEST_SHORT_VALIDITY";
 
 /// Where the CA lives.
 #[derive(Args, Debug, Clone)]
@@ -227,8 +229,12 @@ pub enum IssueCommand {
         #[arg(long, conflicts_with = "hours")]
         days: Option<u64>,
         /// Validity in hours.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "minutes")]
         hours: Option<u64>,
+        /// TEST ONLY: validity in minutes; refused unless PORTCULLIS_TEST_SHORT_VALIDITY=1
+        /// (integration tests use it for 2-minute certificates).
+        #[arg(long, hide = true, conflicts_with = "days")]
+        minutes: Option<u64>,
         /// Extra SAN: a DNS name, an IP, an email (a@b) or a URI (scheme://…). Repeatable.
         #[arg(long)]
         san: Vec<String>,
@@ -420,6 +426,7 @@ fn run_issue(cmd: IssueCommand) -> Result<()> {
             name,
             days,
             hours,
+            minutes,
             san,
             spiffe,
             csr,
@@ -427,12 +434,16 @@ fn run_issue(cmd: IssueCommand) -> Result<()> {
             p12_password_env,
             url,
         } => {
+            if minutes.is_some() && std::env::var(SHORT_VALIDITY_ENV).as_deref() != Ok("1") {
+                bail!("--minutes is for tests only: set {SHORT_VALIDITY_ENV}=1 to use it");
+            }
             let ca = dir.open()?;
             let mut req = ClientRequest::new(name.clone());
-            req.validity = match (days, hours) {
-                (Some(d), _) => Duration::from_secs(d.saturating_mul(86_400)),
-                (None, Some(h)) => Duration::from_secs(h.saturating_mul(3600)),
-                (None, None) => DEFAULT_CLIENT_VALIDITY,
+            req.validity = match (days, hours, minutes) {
+                (Some(d), _, _) => Duration::from_secs(d.saturating_mul(86_400)),
+                (None, Some(h), _) => Duration::from_secs(h.saturating_mul(3600)),
+                (None, None, Some(m)) => Duration::from_secs(m.saturating_mul(60)),
+                (None, None, None) => DEFAULT_CLIENT_VALIDITY,
             };
             for s in san {
                 if let Ok(ip) = s.parse::<IpAddr>() {
