@@ -476,7 +476,14 @@ async fn proxy(
         let mut applied = Vec::with_capacity(route.zones.len());
         let mut keys = Vec::with_capacity(route.zones.len());
         for z in &route.zones {
-            if let Some(k) = zone_key(z, &client, conn, req.headers(), consumer.as_deref()) {
+            if let Some(k) = zone_key(
+                z,
+                &client,
+                conn,
+                req.headers(),
+                consumer.as_deref(),
+                jwt_token.as_ref(),
+            ) {
                 applied.push(z.clone());
                 keys.push(k);
             }
@@ -752,9 +759,21 @@ fn zone_key(
     conn: &ConnInfo,
     h: &http::HeaderMap,
     consumer: Option<&crate::auth::Consumer>,
+    token: Option<&crate::auth::jwt::VerifiedToken>,
 ) -> Option<u64> {
     use crate::ratelimit::KeyPart;
     let ip = client.to_string();
+    // JWT claims first (owned strings), so the byte slices below can borrow them.
+    let mut claims: Vec<String> = Vec::new();
+    for p in &z.cfg.key {
+        if let KeyPart::JwtClaim(name) = p {
+            claims.push(match token?.claims.get(name)? {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+        }
+    }
+    let mut claim_iter = claims.iter();
     let mut parts: Vec<&[u8]> = Vec::with_capacity(z.cfg.key.len() * 2);
     for p in &z.cfg.key {
         match p {
@@ -765,6 +784,7 @@ fn zone_key(
                 parts.push(id.issuer_dn.as_bytes());
             }
             KeyPart::Consumer => parts.push(consumer?.name.as_bytes()),
+            KeyPart::JwtClaim(_) => parts.push(claim_iter.next()?.as_bytes()),
             KeyPart::Header(name) => {
                 let v = h.get(name)?.as_bytes();
                 if v.is_empty() {

@@ -63,6 +63,18 @@ jwt = [{{ issuer = "https://idp.test", subject = "user-42" }}]
 name = "m"
 servers = ["{}"]
 
+[[rate_limit]]
+name = "per_user"
+key = "claim:sub"
+rate = "1r/m"
+
+[[route]]
+name = "limited"
+path = "/limited"
+upstream = "m"
+auth = ["jwt"]
+rate_limits = ["per_user"]
+
 [[route]]
 name = "pay"
 path = "/pay"

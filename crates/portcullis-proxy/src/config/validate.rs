@@ -1800,6 +1800,7 @@ impl Validator<'_> {
                 "ip" => key.push(KeyPart::Ip),
                 "cert" => key.push(KeyPart::Cert),
                 "consumer" => key.push(KeyPart::Consumer),
+                c if c.starts_with("claim:") && c.len() > 6 => key.push(KeyPart::JwtClaim(c[6..].to_string())),
                 h if h.starts_with("header:") => match http::header::HeaderName::from_bytes(
                     h["header:".len()..].trim().as_bytes(),
                 ) {
@@ -1816,7 +1817,7 @@ impl Validator<'_> {
                     &format!("{field}.key"),
                     format!("unknown key \"{other}\""),
                     Some(
-                        "use \"ip\", \"cert\", \"consumer\", \"header:NAME\" or a list of them"
+                        "use \"ip\", \"cert\", \"consumer\", \"claim:NAME\", \"header:NAME\" or a list of them"
                             .to_string(),
                     ),
                 ),

@@ -32,6 +32,8 @@ pub enum KeyPart {
     Header(http::header::HeaderName),
     /// The authenticated consumer's name (requests without one are not counted).
     Consumer,
+    /// A claim of the verified JWT ("claim:sub", "claim:tenant"); requests without it are not counted.
+    JwtClaim(String),
 }
 
 /// A zone's settings.
