@@ -112,6 +112,14 @@ impl PkiService {
                 .is_some_and(|rest| rest.starts_with('/'))
     }
 
+    /// Is this an OCSP GET path (`{prefix}/ocsp/{url-encoded base64}`, RFC 6960 A.1)?
+    /// Those are routed on the raw path: the base64 may hold `%2F`, which path
+    /// normalisation refuses, and `//`, which it would collapse.
+    pub fn is_ocsp_get(&self, raw_path: &str, listener: usize) -> bool {
+        self.matches(raw_path, listener)
+            && raw_path[self.settings.prefix.len()..].starts_with("/ocsp/")
+    }
+
     /// Answers a request whose path [`Self::matches`].
     pub async fn handle(
         &self,
@@ -172,6 +180,16 @@ impl PkiService {
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_string()));
+                // Read the body before any answer: answering an HTTP/2 request whose
+                // body is still unread resets the stream, and curl reports that instead
+                // of the 401.
+                let Some(csr) = read_body(req).await else {
+                    return json_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "CSR too large",
+                    );
+                };
                 let Some(token) = token else {
                     let mut r = json_error(
                         StatusCode::UNAUTHORIZED,
@@ -183,13 +201,6 @@ impl PkiService {
                         HeaderValue::from_static("Bearer realm=\"portcullis-enroll\""),
                     );
                     return r;
-                };
-                let Some(csr) = read_body(req).await else {
-                    return json_error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "CSR too large",
-                    );
                 };
                 let csr = String::from_utf8_lossy(&csr).into_owned();
                 let ca = self.ca.clone();
@@ -208,18 +219,18 @@ impl PkiService {
                 }
             }
             (&Method::POST, "/renew") => {
-                let Some(id) = identity.cloned() else {
-                    return json_error(
-                        StatusCode::from_u16(496).unwrap_or(StatusCode::UNAUTHORIZED),
-                        "client_certificate_required",
-                        "renewal needs the current certificate (mutual TLS)",
-                    );
-                };
                 let Some(csr) = read_body(req).await else {
                     return json_error(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "payload_too_large",
                         "CSR too large",
+                    );
+                };
+                let Some(id) = identity.cloned() else {
+                    return json_error(
+                        StatusCode::from_u16(496).unwrap_or(StatusCode::UNAUTHORIZED),
+                        "client_certificate_required",
+                        "renewal needs the current certificate (mutual TLS)",
                     );
                 };
                 let csr = String::from_utf8_lossy(&csr).into_owned();

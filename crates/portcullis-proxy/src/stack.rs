@@ -257,10 +257,17 @@ async fn proxy(
         host.clone()
     };
 
-    // Route on the normalised path.
-    let path = normalize_path(req.uri().path())
-        .map_err(|e| (GatewayError::BadRequest(path_error_text(e)), None))?
-        .into_owned();
+    // Route on the normalised path; OCSP GET keeps its raw path (url-encoded base64,
+    // `%2F` included, RFC 6960 A.1), which only the PKI endpoint reads.
+    let raw_path = req.uri().path();
+    let path = match &rt.pki {
+        Some(pki) if req.method() == Method::GET && pki.is_ocsp_get(raw_path, conn.listener) => {
+            raw_path.to_owned()
+        }
+        _ => normalize_path(raw_path)
+            .map_err(|e| (GatewayError::BadRequest(path_error_text(e)), None))?
+            .into_owned(),
+    };
     if let Some(pki) = &rt.pki {
         if pki.matches(&path, conn.listener) {
             log.route = Some("pki".to_string());
