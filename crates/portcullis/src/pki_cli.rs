@@ -60,8 +60,11 @@ pub enum CaCommand {
         #[arg(long, conflicts_with = "passphrase_file")]
         passphrase_env: Option<String>,
         /// Encrypt root.key with the passphrase in this file (first line).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "passphrase_prompt")]
         passphrase_file: Option<PathBuf>,
+        /// Ask for the passphrase on the terminal (twice), and encrypt root.key with it.
+        #[arg(long, conflicts_with = "passphrase_env")]
+        passphrase_prompt: bool,
         /// CRL URL written into issued certificates (the gateway's CRL endpoint).
         #[arg(long)]
         crl_url: Option<String>,
@@ -87,6 +90,7 @@ pub fn run_ca(cmd: CaCommand) -> Result<()> {
             name,
             passphrase_env,
             passphrase_file,
+            passphrase_prompt,
             crl_url,
             ocsp_url,
             max_client_days,
@@ -109,6 +113,17 @@ pub fn run_ca(cmd: CaCommand) -> Result<()> {
                         bail!("--passphrase-file {}: the file's first line is empty", file.display());
                     }
                     Some(line)
+                }
+                (None, None) if passphrase_prompt => {
+                    let first = rpassword::prompt_password("Passphrase for the root key: ").context("cannot read the passphrase from the terminal")?;
+                    if first.is_empty() {
+                        bail!("the passphrase is empty");
+                    }
+                    let again = rpassword::prompt_password("Again: ").context("cannot read the passphrase from the terminal")?;
+                    if again != first {
+                        bail!("the two passphrases differ; nothing was created");
+                    }
+                    Some(first)
                 }
                 (None, None) => None,
             };

@@ -665,3 +665,63 @@ fn check_store(ca: &Path, out: &Path) {
         }
     }
 }
+
+/// `ca init --passphrase-prompt` asks on the terminal (driven here through `script`, which gives
+/// it a pty): matching passphrases encrypt root.key; different ones create nothing.
+#[test]
+fn ca_init_asks_for_the_passphrase_on_the_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no `script` (util-linux) to give the prompt a terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = |input: &str| {
+        let mut child = std::process::Command::new("script")
+            .args([
+                "-q",
+                "-c",
+                &format!(
+                    "{} ca init --dir ca --passphrase-prompt",
+                    env!("CARGO_BIN_EXE_portcullis")
+                ),
+                "/dev/null",
+            ])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+    };
+    let out = run("first-try\nsecond-try\n");
+    assert!(out.contains("differ"), "{out}");
+    assert!(
+        !dir.path().join("ca").exists(),
+        "a CA was created with mismatched passphrases"
+    );
+    run("hunter22-long\nhunter22-long\n");
+    let key = std::fs::read_to_string(dir.path().join("ca/root.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    let ok = |pass: &str| {
+        std::process::Command::new("openssl")
+            .args(["pkey", "-noout", "-passin", &format!("pass:{pass}"), "-in"])
+            .arg(dir.path().join("ca/root.key"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(ok("hunter22-long"));
+    assert!(!ok("wrong"), "a wrong passphrase opened the root key");
+}
