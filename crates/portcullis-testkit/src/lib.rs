@@ -7,8 +7,8 @@
 pub mod curl;
 pub mod env;
 pub mod mock_upstream;
-pub mod openssl;
 pub mod mtls;
+pub mod openssl;
 pub mod pki;
 pub mod process;
 pub mod raw_client;
@@ -18,5 +18,5 @@ pub use env::TestEnv;
 pub use mock_upstream::{MockUpstream, SeenRequest};
 pub use openssl::{s_client, Handshake};
 pub use pki::{LeafSpec, TestCa, TestCert};
-pub use raw_client::{h2_request, raw_tls_exchange, statuses, H2Response};
 pub use process::{free_port, python, run, shared_dir, wait_for_port, GatewayProcess, RedisServer};
+pub use raw_client::{h2_request, raw_tls_exchange, statuses, H2Response};
