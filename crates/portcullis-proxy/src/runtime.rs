@@ -79,6 +79,8 @@ pub struct Runtime {
     pub log_format: Arc<LogFormat>,
     /// All rate-limit zones.
     pub zones: Vec<Arc<crate::ratelimit::Zone>>,
+    /// Custom identity and consumer header names of all routes, removed from every request.
+    pub identity_header_names: Vec<HeaderName>,
     /// Cluster mode: the shared rate-limit store (Redis).
     pub cluster: Option<Arc<crate::ratelimit::cluster::Cluster>>,
     pub consumers: crate::auth::Consumers,
@@ -349,7 +351,26 @@ impl Runtime {
                     .map_err(|e| BuildError::Pki(format!("jwt: {e}")))?,
             ))
         };
+        let mut identity_header_names: Vec<HeaderName> = Vec::new();
+        for r in &cfg.routes {
+            let n = &r.mtls.header_names;
+            for name in [
+                &n.cert,
+                &n.dn,
+                &n.issuer_dn,
+                &n.verify,
+                &n.serial,
+                &n.fingerprint,
+                &n.not_after,
+                &r.consumer_header,
+            ] {
+                if !identity_header_names.contains(name) {
+                    identity_header_names.push(name.clone());
+                }
+            }
+        }
         Ok(Runtime {
+            identity_header_names,
             jwt,
             signing_keys,
             replay,

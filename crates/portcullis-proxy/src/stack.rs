@@ -562,6 +562,11 @@ async fn proxy(
     let headers = &mut parts.headers;
     forward::strip_hop_by_hop(headers, upgrade);
     forward::strip_client_assertions(headers);
+    // Every identity header name any route uses (custom names and consumer
+    // headers included): a client's copies never pass, on any route.
+    for name in rt.identity_header_names.iter() {
+        headers.remove(name);
+    }
     // The consumer, as the gateway established it; a client's copy never passes.
     headers.remove(&route.cfg.consumer_header);
     if let Some(c) = &consumer {
@@ -595,20 +600,6 @@ async fn proxy(
     }
     let formats = &route.cfg.mtls.identity_headers;
     if !formats.is_empty() {
-        // The route's own (possibly custom) identity header names: a client's
-        // copies never pass, whether or not it presented a certificate.
-        let n = &route.cfg.mtls.header_names;
-        for name in [
-            &n.cert,
-            &n.dn,
-            &n.issuer_dn,
-            &n.verify,
-            &n.serial,
-            &n.fingerprint,
-            &n.not_after,
-        ] {
-            headers.remove(name);
-        }
         match &conn.identity {
             Some(id) => crate::mtls::headers::add_identity_headers(
                 headers,

@@ -293,3 +293,36 @@ fn api_keys_can_live_in_their_own_file() {
         "{text}"
     );
 }
+
+/// A custom identity header name configured on one route is removed from client
+/// requests on every route (so no backend can be handed a forged one).
+#[test]
+fn custom_identity_header_names_are_stripped_on_every_route() {
+    let env = env();
+    let ca = TestCa::new(&env.path().join("clients"), "Clients");
+    let listener_extra = format!(
+        "client_auth = \"optional\"\nclient_ca = [{:?}]",
+        ca.root_path.display().to_string()
+    );
+    let cfg = format!(
+        "[log]\naccess_log = \"off\"\n\n{}[[echo]]\naddress = \"127.0.0.1:{echo}\"\n[[upstream]]\nname = \"echo\"\nservers = [\"127.0.0.1:{echo}\"]\n\n\
+         [[route]]\nname = \"idp\"\npath = \"/idp\"\nupstream = \"echo\"\nidentity_headers = [\"nginx\"]\nidentity_header_names = {{ dn = \"X-Peer-DN\" }}\nconsumer_header = \"X-Caller\"\n\n\
+         [[route]]\nname = \"plain\"\npath = \"/\"\nupstream = \"echo\"\n",
+        env.listener_toml(&listener_extra),
+        echo = free_port()
+    );
+    let _gw = env.start(&cfg);
+    let r = Curl::https(env.https_port, "/plain", env.ca_file())
+        .header("X-Peer-DN: CN=admin")
+        .header("X-Caller: root")
+        .run();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.echoed_header("x-peer-dn").is_none(),
+        "a forged custom identity header reached the upstream"
+    );
+    assert!(
+        r.echoed_header("x-caller").is_none(),
+        "a forged custom consumer header reached the upstream"
+    );
+}
