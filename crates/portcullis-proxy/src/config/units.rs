@@ -56,6 +56,20 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size \"{s}\" is too large"))
 }
 
+/// Parses a request rate as nginx writes it: "10r/s" or "600r/m" → (requests, per seconds).
+pub fn parse_rate(s: &str) -> Option<(u64, u64)> {
+    let t = s.trim().to_ascii_lowercase();
+    let (n, per) = t
+        .strip_suffix("r/s")
+        .map(|n| (n, 1))
+        .or_else(|| t.strip_suffix("r/m").map(|n| (n, 60)))?;
+    n.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .map(|n| (n, per))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +85,15 @@ mod tests {
         assert!(parse_duration("5 weeks").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("99999999999d").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("10r/s"), Some((10, 1)));
+        assert_eq!(parse_rate(" 600R/M "), Some((600, 60)));
+        assert_eq!(parse_rate("0r/s"), None);
+        assert_eq!(parse_rate("10/s"), None);
+        assert_eq!(parse_rate("2000000r/s"), None);
     }
 
     #[test]

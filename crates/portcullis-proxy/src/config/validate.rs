@@ -49,6 +49,31 @@ struct Validator<'a> {
     base: PathBuf,
 }
 
+/// One of a fixed set of keywords (or the default when absent); an unknown
+/// value is an error that lists the accepted ones.
+fn keyword<T: Copy>(
+    r: &mut Reporter,
+    v: &Option<Spanned<String>>,
+    field: &str,
+    options: &[(&str, T)],
+    default: T,
+) -> T {
+    let Some(v) = v else { return default };
+    match options.iter().find(|(k, _)| *k == v.get_ref().as_str()) {
+        Some((_, t)) => *t,
+        None => {
+            let list: Vec<String> = options.iter().map(|(k, _)| format!("\"{k}\"")).collect();
+            r.error(
+                Some(v.span()),
+                field,
+                format!("unknown value \"{}\"", v.get_ref()),
+                Some(format!("use {}", list.join(" or "))),
+            );
+            default
+        }
+    }
+}
+
 fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
     Some(s.span())
 }
@@ -669,18 +694,7 @@ impl Validator<'_> {
             }
         }
         if let Some(r) = &l.connection_rate_per_ip {
-            let t = r.get_ref().trim().to_ascii_lowercase();
-            let parsed = t
-                .strip_suffix("r/s")
-                .map(|n| (n, 1))
-                .or_else(|| t.strip_suffix("r/m").map(|n| (n, 60)))
-                .and_then(|(n, w)| {
-                    n.trim()
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .map(|n| (n, w))
-                });
+            let parsed = super::units::parse_rate(r.get_ref());
             match parsed {
                 Some((n, w)) => {
                     out.connection_rate_per_ip = Some((
@@ -968,49 +982,36 @@ impl Validator<'_> {
                 Some("set client_auth = \"optional\" or \"required\", or remove crl".to_string()),
             );
         }
-        let crl_scope = match ls.crl_scope.as_ref().map(|s| s.get_ref().as_str()) {
-            None | Some("chain") => crate::mtls::CrlScope::Chain,
-            Some("leaf") => crate::mtls::CrlScope::Leaf,
-            Some(other) => {
-                self.r.error(
-                    ls.crl_scope.as_ref().map(|s| s.span()),
-                    &format!("{field}.crl_scope"),
-                    format!("unknown value \"{other}\""),
-                    Some("use \"chain\" or \"leaf\"".to_string()),
-                );
-                crate::mtls::CrlScope::Chain
-            }
-        };
-        let crl_expired = match ls.crl_expired.as_ref().map(|s| s.get_ref().as_str()) {
-            None | Some("reject") => crate::mtls::CrlExpiredPolicy::Reject,
-            Some("warn") => crate::mtls::CrlExpiredPolicy::Warn,
-            Some(other) => {
-                self.r.error(
-                    ls.crl_expired.as_ref().map(|s| s.span()),
-                    &format!("{field}.crl_expired"),
-                    format!("unknown value \"{other}\""),
-                    Some("use \"reject\" or \"warn\"".to_string()),
-                );
-                crate::mtls::CrlExpiredPolicy::Reject
-            }
-        };
-        let ocsp = match ls.ocsp.as_ref().map(|s| s.get_ref().as_str()) {
-            None | Some("off") => crate::mtls::fetch::OcspMode::Off,
-            Some("soft") => crate::mtls::fetch::OcspMode::Soft,
-            Some("hard") => crate::mtls::fetch::OcspMode::Hard,
-            Some(other) => {
-                self.r.error(
-                    ls.ocsp.as_ref().map(|s| s.span()),
-                    &format!("{field}.ocsp"),
-                    format!("unknown value \"{other}\""),
-                    Some(
-                        "use \"off\", \"soft\" (refuse revoked, allow unreachable) or \"hard\""
-                            .to_string(),
-                    ),
-                );
-                crate::mtls::fetch::OcspMode::Off
-            }
-        };
+        use crate::mtls::fetch::OcspMode;
+        use crate::mtls::{CrlExpiredPolicy, CrlScope};
+        let crl_scope = keyword(
+            &mut self.r,
+            &ls.crl_scope,
+            &format!("{field}.crl_scope"),
+            &[("chain", CrlScope::Chain), ("leaf", CrlScope::Leaf)],
+            CrlScope::Chain,
+        );
+        let crl_expired = keyword(
+            &mut self.r,
+            &ls.crl_expired,
+            &format!("{field}.crl_expired"),
+            &[
+                ("reject", CrlExpiredPolicy::Reject),
+                ("warn", CrlExpiredPolicy::Warn),
+            ],
+            CrlExpiredPolicy::Reject,
+        );
+        let ocsp = keyword(
+            &mut self.r,
+            &ls.ocsp,
+            &format!("{field}.ocsp"),
+            &[
+                ("off", OcspMode::Off),
+                ("soft", OcspMode::Soft),
+                ("hard", OcspMode::Hard),
+            ],
+            OcspMode::Off,
+        );
         if (ocsp != crate::mtls::fetch::OcspMode::Off || ls.crl_fetch == Some(true))
             && client_auth == ClientAuth::Off
         {
@@ -1760,18 +1761,7 @@ impl Validator<'_> {
         let zs = z.get_ref();
         let name = zs.name.get_ref().clone();
         let field = format!("rate_limit \"{name}\"");
-        let rate = zs.rate.get_ref().trim().to_ascii_lowercase();
-        let parsed = rate
-            .strip_suffix("r/s")
-            .map(|n| (n, 1))
-            .or_else(|| rate.strip_suffix("r/m").map(|n| (n, 60)))
-            .and_then(|(n, w)| {
-                n.trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0 && *n <= 1_000_000)
-                    .map(|n| (n, w))
-            });
+        let parsed = super::units::parse_rate(zs.rate.get_ref());
         let Some((requests, window_s)) = parsed else {
             self.r.error(
                 span(&zs.rate),

@@ -9,8 +9,8 @@
 mod health;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,11 +24,7 @@ use crate::config::{Balance, UpstreamConfig};
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
 
-/// Milliseconds since the process started (monotonic), for lock-free timestamps.
-pub fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
+use crate::ratelimit::now_ms;
 
 /// One server of an upstream group.
 #[derive(Debug)]
