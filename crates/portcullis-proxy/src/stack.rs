@@ -478,8 +478,9 @@ async fn proxy(
     }
 
     // Rate limits (nginx limit_req): every zone of the route must pass; delays wait here.
+    // The client's address (after trusted proxies): rate-limit key and X-Real-IP.
+    let client = forward::client_ip(conn.peer.ip(), req.headers(), &rt.trusted_proxies);
     if !route.zones.is_empty() {
-        let client = forward::client_ip(conn.peer.ip(), req.headers(), &rt.trusted_proxies);
         let mut applied = Vec::with_capacity(route.zones.len());
         let mut keys = Vec::with_capacity(route.zones.len());
         for z in &route.zones {
@@ -615,7 +616,6 @@ async fn proxy(
         }
     }
     let peer = conn.peer.ip();
-    let client = forward::client_ip(peer, headers, &rt.trusted_proxies);
     forward::set_forwarded(
         headers,
         peer,
