@@ -26,6 +26,7 @@ python3 -c 'import websockets' 2>/dev/null || py_need+=(websockets)
 python3 -c 'import http_message_signatures' 2>/dev/null || py_need+=(http-message-signatures)
 python3 -c 'import jwt' 2>/dev/null || py_need+=(pyjwt)
 python3 -c 'import cryptography' 2>/dev/null || py_need+=(cryptography)
+python3 -c 'import kosoku' 2>/dev/null || py_need+=(kosoku)
 if [ ${#py_need[@]} -gt 0 ]; then
   echo "installing Python packages: ${py_need[*]}"
   python3 -m pip install -q --disable-pip-version-check "${py_need[@]}"

@@ -8,7 +8,6 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -54,17 +53,9 @@ pub async fn echo(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, I
             let on_upgrade = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
                 if let Ok(up) = on_upgrade.await {
-                    let mut ws =
-                        WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None)
-                            .await;
-                    while let Some(Ok(msg)) = ws.next().await {
-                        if msg.is_close() {
-                            break;
-                        }
-                        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                            break;
-                        }
-                    }
+                    let ws = WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None)
+                        .await;
+                    crate::websocket::echo_session(ws).await;
                 }
             });
             let mut r = Response::new(Full::new(Bytes::new()));

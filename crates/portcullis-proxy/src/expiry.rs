@@ -88,6 +88,33 @@ pub fn report(cfg: &Config, now: SystemTime) -> Vec<Expiry> {
     out
 }
 
+/// Seconds to the nextUpdate of every CRL file the listeners read (kind "crl").
+pub fn crl_report(cfg: &Config, now: SystemTime) -> Vec<Expiry> {
+    let mut out = Vec::new();
+    for l in &cfg.listeners {
+        for p in &l.crl_paths {
+            let Ok(crls) = crate::config::read_crls(std::slice::from_ref(p)) else {
+                continue;
+            };
+            for der in crls {
+                let Ok((_, crl)) = x509_parser::parse_x509_crl(der.as_ref()) else {
+                    continue;
+                };
+                if let Some(next) = crl.next_update() {
+                    let t = SystemTime::UNIX_EPOCH
+                        + Duration::from_secs(next.timestamp().max(0) as u64);
+                    out.push(Expiry {
+                        kind: "crl",
+                        name: format!("{} {} {}", l.name, p.display(), crl.issuer()),
+                        seconds_left: seconds_left(t, now),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Logs a warning for everything that expires within `within`.
 pub fn warn_soon(cfg: &Config, within: Duration) {
     for e in report(cfg, SystemTime::now()) {

@@ -5,6 +5,8 @@
 
 pub mod accesslog;
 mod accesslog_glue;
+pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -12,6 +14,8 @@ pub mod connlimit;
 pub mod echo;
 pub mod expiry;
 pub mod forward;
+pub mod graphql;
+pub mod metrics;
 pub mod mtls;
 pub mod observe;
 pub mod pki_service;
@@ -25,6 +29,8 @@ pub mod stack;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
+pub mod validate;
+pub mod websocket;
 
 pub use config::{load as load_config, Config, Diagnostics};
 pub use server::{BoundAddrs, Gateway, Reloader, StartError};

@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use portcullis_pki::{Ca, PkiError};
 
+use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::body::ResponseBody;
 use crate::mtls::ClientIdentity;
 
@@ -43,6 +44,7 @@ pub struct PkiSettings {
 pub struct PkiService {
     ca: Arc<Ca>,
     pub settings: PkiSettings,
+    audit: AuditLog,
     _resign: crate::upstream::TaskGuard,
 }
 
@@ -69,8 +71,9 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Respons
 }
 
 impl PkiService {
-    /// Opens the CA and starts the CRL re-signing task.
-    pub fn start(settings: PkiSettings) -> Result<PkiService, PkiError> {
+    /// Opens the CA and starts the CRL re-signing task; issues, renewals and
+    /// refusals go to `audit`.
+    pub fn start(settings: PkiSettings, audit: AuditLog) -> Result<PkiService, PkiError> {
         let ca = Arc::new(Ca::open(&settings.ca_dir)?);
         let resign = {
             let ca = ca.clone();
@@ -100,6 +103,7 @@ impl PkiService {
         Ok(PkiService {
             ca,
             settings,
+            audit,
             _resign: resign,
         })
     }
@@ -120,13 +124,25 @@ impl PkiService {
             && raw_path[self.settings.prefix.len()..].starts_with("/ocsp/")
     }
 
-    /// Answers a request whose path [`Self::matches`].
+    /// Answers a request whose path [`Self::matches`]; `peer` and
+    /// `request_id` go into audit records.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
         path: &str,
         identity: Option<&Arc<ClientIdentity>>,
+        peer: std::net::SocketAddr,
+        request_id: &str,
     ) -> Response<ResponseBody> {
+        let audit = |kind: AuditKind, who: Option<&str>, reason: &str| {
+            self.audit.record(
+                AuditEvent::new(kind, reason)
+                    .peer(peer)
+                    .identity(who)
+                    .route("pki")
+                    .request_id(request_id),
+            )
+        };
         let sub = &path[self.settings.prefix.len()..];
         let method = req.method().clone();
         match (&method, sub) {
@@ -191,6 +207,7 @@ impl PkiService {
                     );
                 };
                 let Some(token) = token else {
+                    audit(AuditKind::CertRefused, None, "enrollment without a token");
                     let mut r = json_error(
                         StatusCode::UNAUTHORIZED,
                         "token_required",
@@ -208,9 +225,23 @@ impl PkiService {
                 {
                     Ok(Ok(issued)) => {
                         tracing::info!(serial = %issued.serial_hex, "enrollment: certificate issued");
+                        self.audit.record(
+                            AuditEvent::new(
+                                AuditKind::CertIssued,
+                                "enrollment with a one-time token",
+                            )
+                            .peer(peer)
+                            .identity(issued_subject(&issued.cert_pem).as_deref())
+                            .route("pki")
+                            .request_id(request_id)
+                            .detail("serial", issued.serial_hex.clone()),
+                        );
                         reply(StatusCode::OK, "application/x-pem-file", issued.chain_pem)
                     }
-                    Ok(Err(e)) => pki_error_response(&e),
+                    Ok(Err(e)) => {
+                        audit(AuditKind::CertRefused, None, &format!("enrollment: {e}"));
+                        pki_error_response(&e)
+                    }
                     Err(_) => json_error(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "internal",
@@ -227,6 +258,11 @@ impl PkiService {
                     );
                 };
                 let Some(id) = identity.cloned() else {
+                    audit(
+                        AuditKind::CertRefused,
+                        None,
+                        "renewal without a client certificate",
+                    );
                     return json_error(
                         StatusCode::from_u16(496).unwrap_or(StatusCode::UNAUTHORIZED),
                         "client_certificate_required",
@@ -239,9 +275,25 @@ impl PkiService {
                 match tokio::task::spawn_blocking(move || ca.renew(&current, &csr, None)).await {
                     Ok(Ok(issued)) => {
                         tracing::info!(old = %id.serial_hex, new = %issued.serial_hex, subject = %id.subject_dn, "renewal: certificate issued");
+                        self.audit.record(
+                            AuditEvent::new(AuditKind::CertRenewed, "renewal over mutual TLS")
+                                .peer(peer)
+                                .identity(Some(&id.subject_dn))
+                                .route("pki")
+                                .request_id(request_id)
+                                .detail("old_serial", id.serial_hex.clone())
+                                .detail("serial", issued.serial_hex.clone()),
+                        );
                         reply(StatusCode::OK, "application/x-pem-file", issued.chain_pem)
                     }
-                    Ok(Err(e)) => pki_error_response(&e),
+                    Ok(Err(e)) => {
+                        audit(
+                            AuditKind::CertRefused,
+                            Some(&id.subject_dn),
+                            &format!("renewal: {e}"),
+                        );
+                        pki_error_response(&e)
+                    }
                     Err(_) => json_error(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "internal",
@@ -306,6 +358,15 @@ fn read_or_sign_crl(ca: &Ca, validity: Duration) -> Result<Vec<u8>, PkiError> {
         }
     }
     Ok(ca.write_crl(&path, validity)?.der)
+}
+
+/// The RFC 2253 subject of an issued certificate (PEM), for the audit log.
+fn issued_subject(cert_pem: &str) -> Option<String> {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).ok()?;
+    ClientIdentity::from_chain(&[der])
+        .ok()
+        .map(|i| i.subject_dn)
 }
 
 fn pki_error_response(e: &PkiError) -> Response<ResponseBody> {

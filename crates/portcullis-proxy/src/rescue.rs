@@ -41,12 +41,26 @@ pub enum GatewayError {
         policy: String,
         zone: String,
     },
+    /// 415: the route does not accept this Content-Type.
+    UnsupportedMediaType,
+    /// 404: the route's OpenAPI document has no operation for this path.
+    UnknownOperation,
+    /// 400: the request broke the route's validation rules (first few details).
+    ValidationFailed(Vec<crate::validate::Detail>),
+    /// 400 with a GraphQL-shaped body (`{"errors":[…]}`): the route's GraphQL
+    /// limits refused the request; `reason()` of the refusal is bounded, for metrics.
+    Graphql(Box<crate::graphql::Refusal>),
 }
 
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::BadRequest(_) | GatewayError::UpgradeRefused => StatusCode::BAD_REQUEST,
+            GatewayError::BadRequest(_)
+            | GatewayError::UpgradeRefused
+            | GatewayError::ValidationFailed(_)
+            | GatewayError::Graphql(_) => StatusCode::BAD_REQUEST,
+            GatewayError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::UnknownOperation => StatusCode::NOT_FOUND,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -118,6 +132,15 @@ impl GatewayError {
                 "the request body was not received in time",
             ),
             GatewayError::RateLimited { .. } => ("rate_limited", "too many requests; retry later"),
+            GatewayError::UnsupportedMediaType => (
+                "unsupported_media_type",
+                "this Content-Type is not accepted on this route",
+            ),
+            GatewayError::UnknownOperation => {
+                ("not_found", "no operation of this API matches the request")
+            }
+            GatewayError::ValidationFailed(_) => ("validation_failed", "request validation failed"),
+            GatewayError::Graphql(_) => ("graphql_refused", "the GraphQL request was refused"),
         }
     }
 }
@@ -125,8 +148,18 @@ impl GatewayError {
 /// Builds the response for an error. Security headers are added by the stack.
 pub fn error_response(err: &GatewayError, request_id: &str) -> Response<ResponseBody> {
     let (code, message) = err.code_and_message();
-    let body = serde_json::json!({ "error": code, "message": message, "request_id": request_id })
-        .to_string();
+    let mut body =
+        serde_json::json!({ "error": code, "message": message, "request_id": request_id });
+    if let GatewayError::ValidationFailed(details) = err {
+        body["details"] = details
+            .iter()
+            .map(|d| serde_json::json!({ "path": d.path, "rule": d.rule, "message": d.message }))
+            .collect();
+    }
+    let body = match err {
+        GatewayError::Graphql(r) => r.body(request_id),
+        _ => body.to_string(),
+    };
     let mut resp = Response::new(ResponseBody::full(body));
     *resp.status_mut() = err.status();
     let h = resp.headers_mut();

@@ -29,6 +29,8 @@ pub enum BuildError {
     Upstream(#[from] crate::upstream::UpstreamBuildError),
     #[error("access log: {0}")]
     AccessLog(std::io::Error),
+    #[error("{0}")]
+    Audit(std::io::Error),
     #[error("pki: {0}")]
     Pki(String),
     #[error("cluster redis \"{0}\": {1}")]
@@ -62,6 +64,8 @@ pub struct RouteRuntime {
     pub policy: crate::mtls::policy::RoutePolicy,
     /// Rate-limit zones, all must pass.
     pub zones: Vec<Arc<crate::ratelimit::Zone>>,
+    /// Request counters and latency histograms of this route.
+    pub metrics: crate::metrics::RouteMetrics,
 }
 
 /// The whole snapshot.
@@ -99,6 +103,14 @@ pub struct Runtime {
     pub replay: Arc<crate::auth::replay::ReplayCache>,
     /// The built-in CA's endpoints, when `[pki]` is configured.
     pub pki: Option<crate::pki_service::PkiService>,
+    /// The audit log (disabled without `[audit]`); the same handle across
+    /// reloads that keep its path.
+    pub audit: crate::audit::AuditLog,
+    /// Prometheus metrics (one registry for the process, kept across reloads).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Counters of requests answered before a route was found, and of the PKI endpoints.
+    pub no_route_metrics: crate::metrics::RouteMetrics,
+    pub pki_metrics: crate::metrics::RouteMetrics,
     _health: Vec<TaskGuard>,
 }
 
@@ -160,6 +172,8 @@ fn http_builder(l: &Limits, http2: bool) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(l.max_header_size as u32)
         .max_pending_accept_reset_streams(50)
         .max_local_error_reset_streams(256)
+        // RFC 8441: WebSocket over HTTP/2 (extended CONNECT with :protocol).
+        .enable_connect_protocol()
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
         .keep_alive_timeout(std::time::Duration::from_secs(20));
     if !http2 {
@@ -223,6 +237,9 @@ impl Runtime {
                     .unwrap_or_else(|| Arc::new(new_zone(zc)))
             })
             .collect();
+        let metrics = previous
+            .map(|p| p.metrics.clone())
+            .unwrap_or_else(|| Arc::new(crate::metrics::Metrics::new()));
         let mut listeners = Vec::new();
         let mut staple_targets = Vec::new();
         for l in &cfg.listeners {
@@ -299,15 +316,24 @@ impl Runtime {
                     allow,
                     policy: route_policy(&r.mtls),
                     zones: r.rate_limits.iter().map(|&i| zones[i].clone()).collect(),
+                    metrics: metrics.route(&r.name, &upstreams[r.upstream].name),
                 }
             })
             .collect();
         let access_log =
             AccessLog::open(cfg.log.access_target.clone()).map_err(BuildError::AccessLog)?;
         fetched.set_staple_targets(staple_targets);
+        // The same path keeps the running writer and its chain.
+        let audit = match &cfg.audit_path {
+            Some(path) => match previous.filter(|p| p.audit.path() == Some(path.as_path())) {
+                Some(p) => p.audit.clone(),
+                None => crate::audit::AuditLog::open(path).map_err(BuildError::Audit)?,
+            },
+            None => crate::audit::AuditLog::disabled(),
+        };
         let pki = match &cfg.pki {
             Some(p) => Some(
-                crate::pki_service::PkiService::start(p.clone())
+                crate::pki_service::PkiService::start(p.clone(), audit.clone())
                     .map_err(|e| BuildError::Pki(e.to_string()))?,
             ),
             None => None,
@@ -370,6 +396,10 @@ impl Runtime {
             }
         }
         Ok(Runtime {
+            audit,
+            no_route_metrics: metrics.route("none", "none"),
+            pki_metrics: metrics.route("pki", "none"),
+            metrics,
             identity_header_names,
             jwt,
             signing_keys,

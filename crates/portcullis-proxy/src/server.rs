@@ -43,6 +43,7 @@ pub struct BoundAddrs {
     pub listeners: Vec<SocketAddr>,
     pub redirects: Vec<SocketAddr>,
     pub echo: Vec<SocketAddr>,
+    pub admin: Option<SocketAddr>,
 }
 
 /// A bound, not yet serving gateway.
@@ -61,6 +62,11 @@ pub struct Gateway {
     echo: Vec<TcpListener>,
     shutdown_timeout: Duration,
     addrs: BoundAddrs,
+    /// The admin API's listener (`[admin]`).
+    admin: Option<TcpListener>,
+    /// Reload when the config file or a file it names changes.
+    watch_config: bool,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn bind_std(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -119,6 +125,15 @@ impl Gateway {
             addrs.echo.push(tl.local_addr().unwrap_or(*e));
             echo.push(tl);
         }
+        let admin = match &config.admin {
+            Some(a) => {
+                let tl = bind_std(a.addr)?;
+                addrs.admin = Some(tl.local_addr().unwrap_or(a.addr));
+                Some(tl)
+            }
+            None => None,
+        };
+        runtime.metrics.set_config_hash(&config.source_sha256);
         Ok(Gateway {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             ticketer,
@@ -146,6 +161,9 @@ impl Gateway {
             echo,
             shutdown_timeout: config.server.shutdown_timeout,
             addrs,
+            admin,
+            watch_config: true,
+            last_error: Arc::default(),
         })
     }
 
@@ -163,6 +181,7 @@ impl Gateway {
             registry: self.registry.clone(),
             fetcher: self.fetcher.clone(),
             config: self.config.clone(),
+            last_error: self.last_error.clone(),
         }
     }
 
@@ -216,6 +235,26 @@ impl Gateway {
         tasks.push(tokio::spawn(
             self.fetcher.clone().run(on_fetch, stop_rx.clone()),
         ));
+        if self.watch_config {
+            tasks.push(tokio::spawn(watch_config(
+                reloader.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        if let Some(l) = self.admin {
+            let state = crate::admin::AdminState {
+                runtime: self.runtime.clone(),
+                config: self.config.clone(),
+                reloader: reloader.clone(),
+            };
+            let cfg = self.config.load_full();
+            let stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Some(ac) = &cfg.admin {
+                    crate::admin::serve(l, ac, state, stop).await
+                }
+            }));
+        }
         tasks.push(tokio::spawn(watch_crls(reloader, stop_rx.clone())));
         tracing::info!(listeners = ?self.addrs.listeners, redirects = ?self.addrs.redirects, "portcullis is serving");
         shutdown.await;
@@ -237,6 +276,7 @@ impl Gateway {
             Err(_) => tracing::warn!("shutdown deadline passed: closing remaining connections"),
         }
         self.runtime.load().access_log.flush_blocking();
+        self.runtime.load().audit.flush_blocking();
     }
 }
 
@@ -362,6 +402,16 @@ async fn serve_tls(
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(peer);
     let lr = &rt.listeners[listener];
+    let hs_start = std::time::Instant::now();
+    let hs_failed = |reason: &'static str| {
+        rt.metrics
+            .handshake_failures
+            .get_or_create(&crate::metrics::FailureLabels {
+                listener: lr.name.clone(),
+                reason,
+            })
+            .inc();
+    };
     // Read the ClientHello first so a failed handshake can be logged with its SNI.
     let mut sni_seen: Option<String> = None;
     let handshake = async {
@@ -374,6 +424,7 @@ async fn serve_tls(
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let reason = crate::mtls::failure_reason(&e);
+            hs_failed(reason);
             if matches!(reason, "client_closed" | "io") {
                 tracing::debug!(%peer, listener = %lr.name, sni = sni_seen.as_deref().unwrap_or("-"), reason, "TLS handshake aborted");
             } else {
@@ -382,11 +433,39 @@ async fn serve_tls(
             return;
         }
         Err(_) => {
+            hs_failed("timeout");
             tracing::info!(%peer, listener = %lr.name, sni = sni_seen.as_deref().unwrap_or("-"), reason = "timeout", "TLS handshake timed out");
             return;
         }
     };
     let (_, sc) = tls.get_ref();
+    {
+        let m = &rt.metrics;
+        let l = crate::metrics::ListenerLabel {
+            listener: lr.name.clone(),
+        };
+        m.handshake_duration
+            .get_or_create(&l)
+            .observe(hs_start.elapsed().as_secs_f64());
+        m.handshakes
+            .get_or_create(&crate::metrics::HandshakeLabels {
+                listener: lr.name.clone(),
+                version: sc
+                    .protocol_version()
+                    .map(crate::tls::protocol_name)
+                    .unwrap_or("-"),
+                cipher: sc
+                    .negotiated_cipher_suite()
+                    .map(crate::tls::cipher_name)
+                    .unwrap_or("-"),
+            })
+            .inc();
+    }
+    let _open = crate::metrics::GaugeGuard::new(&rt.metrics.connections.get_or_create(
+        &crate::metrics::ListenerLabel {
+            listener: lr.name.clone(),
+        },
+    ));
     let identity = sc.peer_certificates().and_then(|chain| match ClientIdentity::from_chain(chain) {
         Ok(id) => Some(Arc::new(id)),
         Err(e) => {
@@ -413,6 +492,11 @@ async fn serve_tls(
                 )
                 .await
             {
+                hs_failed(if reason.to_string().contains("revoked") {
+                    "revoked"
+                } else {
+                    "ocsp_failure"
+                });
                 tracing::info!(%peer, listener = %lr.name, subject = %idn.subject_dn, %reason, "client certificate refused by OCSP: connection closed");
                 return;
             }
@@ -435,6 +519,7 @@ async fn serve_tls(
     let (_registration, kill) = match &identity {
         Some(idn) => {
             if lr.revoked.revokes(idn) {
+                hs_failed("revoked");
                 tracing::info!(%peer, listener = %lr.name, subject = %idn.subject_dn, reason = "revoked", "client certificate revoked since the handshake began: connection closed");
                 return;
             }
@@ -534,9 +619,74 @@ pub struct Reloader {
     registry: Arc<ConnRegistry>,
     fetcher: Arc<crate::mtls::fetch::RevocationFetcher>,
     config: Arc<ArcSwap<Config>>,
+    /// Why the last load of the config file failed (cleared by a good one).
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Reloader {
+    /// Re-reads the config file and applies it (SIGHUP, a file change, the
+    /// admin API). A broken file is refused: its errors are logged, counted,
+    /// audited and kept for /readyz; the running configuration stays.
+    pub fn reload_file(&self, trigger: &str) -> Result<(), String> {
+        let path = self.config.load().source.clone();
+        let result = match crate::config::load(&path) {
+            Ok((cfg, diags)) => {
+                for w in diags.warnings() {
+                    tracing::warn!("{w}");
+                }
+                let hash = cfg.source_sha256.clone();
+                self.apply(Arc::new(cfg)).map(|()| hash)
+            }
+            Err(diags) => {
+                for d in diags.errors() {
+                    tracing::error!("{d}");
+                }
+                Err(diags
+                    .errors()
+                    .next()
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "the configuration has errors".into()))
+            }
+        };
+        let rt = self.runtime.load();
+        match result {
+            Ok(hash) => {
+                rt.metrics.reload(true);
+                rt.metrics.set_config_hash(&hash);
+                rt.audit.reload(trigger, &path, Ok(()));
+                if let Ok(mut e) = self.last_error.lock() {
+                    *e = None;
+                }
+                tracing::info!(config = %path.display(), trigger, "configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                rt.metrics.reload(false);
+                rt.audit.reload(trigger, &path, Err(&e));
+                if let Ok(mut le) = self.last_error.lock() {
+                    *le = Some(e.clone());
+                }
+                tracing::error!(config = %path.display(), trigger, "reload refused, the running configuration stays: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Why the last load of the config file failed, if it did.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// The config file and every file it names, with modification stamps
+    /// (CRLs excepted: `watch_crls` applies those without re-reading the config).
+    fn file_stamps(&self) -> Vec<(std::path::PathBuf, Option<(std::time::SystemTime, u64)>)> {
+        let cfg = self.config.load();
+        std::iter::once(&cfg.source)
+            .chain(cfg.files.iter())
+            .map(|p| (p.clone(), stamp(p)))
+            .collect()
+    }
+
     /// Swaps in `config`; on error the running runtime stays.
     pub fn apply(&self, config: Arc<Config>) -> Result<(), String> {
         let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
@@ -554,6 +704,11 @@ impl Reloader {
     /// The access log of the runtime in force (for SIGUSR1).
     pub fn access_log(&self) -> crate::accesslog::AccessLog {
         self.runtime.load().access_log.clone()
+    }
+
+    /// The audit log of the runtime in force (reloads and admin actions are recorded there).
+    pub fn audit(&self) -> crate::audit::AuditLog {
+        self.runtime.load().audit.clone()
     }
 
     /// Rebuilds the runtime from the current config, re-reading the files it
@@ -574,6 +729,7 @@ impl Reloader {
         .map_err(|e| e.to_string())?;
         let sets: Vec<&crate::mtls::RevokedSet> = rt.listeners.iter().map(|l| &l.revoked).collect();
         let closed = self.registry.close_revoked(&sets);
+        rt.metrics.revoked_closed.inc_by(closed as u64);
         let old = self.runtime.swap(Arc::new(rt));
         if closed > 0 {
             tracing::warn!(
@@ -591,15 +747,43 @@ impl Reloader {
         cfg.listeners
             .iter()
             .flat_map(|l| l.crl_paths.iter())
-            .map(|p| {
-                (
-                    p.clone(),
-                    std::fs::metadata(p)
-                        .ok()
-                        .and_then(|m| Some((m.modified().ok()?, m.len()))),
-                )
-            })
+            .map(|p| (p.clone(), stamp(p)))
             .collect()
+    }
+}
+
+fn stamp(p: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    std::fs::metadata(p)
+        .ok()
+        .and_then(|m| Some((m.modified().ok()?, m.len())))
+}
+
+/// Polls the config file and the files it names every 500 ms; a change
+/// reloads the config (a certificate swapped on disk is served to the next
+/// handshake). A change is applied once the file has stopped changing for
+/// one poll, so a half-written file is not read; a broken one is refused.
+async fn watch_config(reloader: Reloader, mut stop: watch::Receiver<bool>) {
+    let mut applied = reloader.file_stamps();
+    let mut seen = applied.clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = reloader.file_stamps();
+        if now != seen {
+            // Still changing: wait for it to settle.
+            seen = now;
+            continue;
+        }
+        if now != applied {
+            let _ = reloader.reload_file("file change");
+            // Whatever the outcome, don't retry the same stamps; the set of
+            // files may have changed with the config.
+            applied = reloader.file_stamps();
+            seen = applied.clone();
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
+use crate::audit::AuditKind;
 use crate::body::{BodyError, RequestBody, ResponseBody};
 use crate::forward::{self, X_REQUEST_ID};
 use crate::observe::LoggedBody;
@@ -83,6 +84,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<LoggedBody>, Infallible> {
     let start = Instant::now();
+    let _in_flight = crate::metrics::GaugeGuard::new(&rt.metrics.in_flight);
     let conn_requests = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let request_id = match req
         .headers()
@@ -141,6 +143,15 @@ pub async fn handle(
         h.insert(n, v);
     }
     log.status = resp.status().as_u16();
+    let rm = match route {
+        Some(i) => &rt.routes[i].metrics,
+        None if log.route.as_deref() == Some("pki") => &rt.pki_metrics,
+        None => &rt.no_route_metrics,
+    };
+    rm.request(&log.method, log.status, start.elapsed().as_secs_f64());
+    if let Some(t) = log.upstream_response_time {
+        rm.upstream.observe(t.as_secs_f64());
+    }
     let access = rt.access_log.clone();
     let format = rt.log_format.clone();
     Ok(resp.map(|b| LoggedBody::new(b, access, format, log)))
@@ -194,6 +205,16 @@ fn is_valid_host(h: &str) -> bool {
         && h.len() <= 253
         && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'))
+}
+
+/// An HTTP/2 extended CONNECT for a WebSocket (RFC 8441)?
+fn is_h2_websocket(req: &Request<Incoming>) -> bool {
+    req.method() == Method::CONNECT
+        && req.version() == Version::HTTP_2
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
 }
 
 fn wants_upgrade(req: &Request<Incoming>) -> bool {
@@ -271,7 +292,17 @@ async fn proxy(
     if let Some(pki) = &rt.pki {
         if pki.matches(&path, conn.listener) {
             log.route = Some("pki".to_string());
-            return Ok((pki.handle(req, &path, conn.identity.as_ref()).await, None));
+            return Ok((
+                pki.handle(
+                    req,
+                    &path,
+                    conn.identity.as_ref(),
+                    conn.peer,
+                    &log.request_id,
+                )
+                .await,
+                None,
+            ));
         }
     }
     let ri = rt
@@ -281,7 +312,13 @@ async fn proxy(
     let route: &RouteRuntime = &rt.routes[ri];
     log.route = Some(route.cfg.name.clone());
     if let Some(methods) = &route.cfg.methods {
-        if !methods.contains(req.method()) {
+        // An HTTP/2 WebSocket (extended CONNECT) is a GET for the route's methods.
+        let method = if is_h2_websocket(&req) {
+            &Method::GET
+        } else {
+            req.method()
+        };
+        if !methods.contains(method) {
             return Err((
                 GatewayError::MethodNotAllowed {
                     allow: route.allow.clone(),
@@ -314,7 +351,27 @@ async fn proxy(
                 Denial::Untrusted(r) => (GatewayError::CertUntrusted, r),
                 Denial::Forbidden(r) => (GatewayError::Forbidden, r),
             };
+            rt.metrics.auth_failure(
+                "mtls",
+                match err {
+                    GatewayError::CertRequired => "no_certificate",
+                    GatewayError::CertUntrusted => "untrusted_for_route",
+                    _ => "forbidden",
+                },
+            );
             tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, %reason, "client certificate refused by route policy");
+            let kind = match err {
+                GatewayError::Forbidden => AuditKind::AuthzDenied,
+                _ => AuditKind::CertRefused,
+            };
+            rt.audit.request(
+                kind,
+                conn.peer,
+                cert_subject(conn),
+                &route.cfg.name,
+                &log.request_id,
+                &reason,
+            );
             return Err((err, Some(ri)));
         }
     }
@@ -466,11 +523,29 @@ async fn proxy(
         match verdict {
             Verdict::Allowed(c) => consumer = c,
             Verdict::Unauthenticated(scheme, reason) => {
+                rt.metrics.auth_failure(scheme.as_str(), reason);
                 tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, scheme = scheme.as_str(), reason, "authentication failed");
+                rt.audit.request(
+                    AuditKind::AuthFailure,
+                    conn.peer,
+                    cert_subject(conn),
+                    &route.cfg.name,
+                    &log.request_id,
+                    &format!("{}: {reason}", scheme.as_str()),
+                );
                 return Err((GatewayError::Unauthorized(scheme.challenge()), Some(ri)));
             }
             Verdict::Forbidden(reason) => {
+                rt.metrics.auth_failure("authz", "forbidden");
                 tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, %reason, "authorization denied");
+                rt.audit.request(
+                    AuditKind::AuthzDenied,
+                    conn.peer,
+                    cert_subject(conn),
+                    &route.cfg.name,
+                    &log.request_id,
+                    &reason,
+                );
                 return Err((GatewayError::Forbidden, Some(ri)));
             }
         }
@@ -502,9 +577,22 @@ async fn proxy(
         };
         if let Some((i, st)) = outcome.log {
             log.limit = Some((applied[i].cfg.name.clone(), st.as_str()));
+            rt.metrics.rate_limit(&applied[i].cfg.name, st);
         }
         if let Some((i, status, retry)) = outcome.rejected {
             let z = &applied[i];
+            let who = consumer
+                .as_deref()
+                .map(|c| c.name.as_str())
+                .or(cert_subject(conn));
+            rt.audit.request(
+                AuditKind::RateLimited,
+                conn.peer,
+                who,
+                &route.cfg.name,
+                &log.request_id,
+                &format!("zone \"{}\"", z.cfg.name),
+            );
             return Err((
                 GatewayError::RateLimited {
                     status,
@@ -525,10 +613,43 @@ async fn proxy(
     if http_body::Body::size_hint(req.body()).lower() > limit {
         return Err((GatewayError::PayloadTooLarge, Some(ri)));
     }
-    let upgrade = wants_upgrade(&req);
+    // Request validation ([route.validate]): content type, parameters, JSON limits while
+    // reading, schema; a validated JSON body ends up in `buffered` and is forwarded from there.
+    if let Some(v) = &route.cfg.validate {
+        crate::validate::check(v, &route.cfg, &mut req, &path, &mut buffered, limits)
+            .await
+            .map_err(|e| (e, Some(ri)))?;
+    }
+    // GraphQL limits ([route.graphql]): operations parsed and measured; a refusal never goes upstream.
+    if let Some(g) = &route.cfg.graphql {
+        if buffered.is_none() && g.needs_body(req.method()) {
+            let read = read_body(req.body_mut(), limit, limits.body_timeout).await;
+            buffered = Some(read.map_err(|e| (e, Some(ri)))?);
+        }
+        if let Err(r) = g.check(req.method(), req.uri(), req.headers(), buffered.as_deref()) {
+            tracing::info!(request_id = %log.request_id, route = %route.cfg.name, reason = r.reason(), message = r.message(), "graphql request refused");
+            return Err((GatewayError::Graphql(Box::new(r)), Some(ri)));
+        }
+    }
+    let h2_ws = is_h2_websocket(&req);
+    let upgrade = wants_upgrade(&req) || h2_ws;
     if upgrade && !route.cfg.websocket {
         return Err((GatewayError::UpgradeRefused, Some(ri)));
     }
+    // WebSocket policy at the upgrade: the Origin allowlist (CSRF), before the upstream sees anything.
+    let ws_policy = &route.cfg.websocket_policy;
+    if upgrade && !ws_policy.origin_allowed(req.headers().get(header::ORIGIN)) {
+        let origin = req.headers().get(header::ORIGIN).map(|o| {
+            String::from_utf8_lossy(o.as_bytes())
+                .chars()
+                .take(200)
+                .collect::<String>()
+        });
+        tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, origin = origin.as_deref().unwrap_or("(none)"), "websocket upgrade refused: origin not allowed");
+        return Err((GatewayError::Forbidden, Some(ri)));
+    }
+    let ws_terminate = upgrade && ws_policy.terminates();
+    let token_expires = jwt_token.as_ref().and_then(|t| t.expires_at);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
     // The upstream request.
@@ -551,6 +672,30 @@ async fn proxy(
     }
     let body_empty = http_body::Body::is_end_stream(req.body());
     let (mut parts, body) = req.into_parts();
+    // HTTP/2 extended CONNECT (RFC 8441) goes upstream as an HTTP/1.1 Upgrade
+    // with a key of the gateway's; the gateway checks the upstream's accept.
+    let ws_key = if h2_ws {
+        let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+        parts.method = Method::GET;
+        let h = &mut parts.headers;
+        h.remove(header::CONNECTION);
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&key) {
+            h.insert(header::SEC_WEBSOCKET_KEY, v);
+        }
+        Some(key)
+    } else {
+        None
+    };
+    // Terminated framing: no extension (permessage-deflate) is negotiated on either side.
+    if ws_terminate {
+        parts.headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+    }
     let body = if let Some(data) = buffered {
         RequestBody::Buffered {
             data: (!data.is_empty()).then_some(data),
@@ -730,16 +875,60 @@ async fn proxy(
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         match client_upgrade {
             Some(client_upgrade) => {
+                if let Some(key) = &ws_key {
+                    let expected = tokio_tungstenite::tungstenite::handshake::derive_accept_key(
+                        key.as_bytes(),
+                    );
+                    let accept = resp.headers().get(header::SEC_WEBSOCKET_ACCEPT);
+                    if accept.map(|a| a.as_bytes()) != Some(expected.as_bytes()) {
+                        tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, "upstream answered the WebSocket upgrade without the right Sec-WebSocket-Accept");
+                        return Err((GatewayError::BadGateway, Some(ri)));
+                    }
+                }
+                if ws_terminate
+                    && resp
+                        .headers()
+                        .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
+                {
+                    tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, "upstream negotiated a WebSocket extension the gateway did not offer");
+                    return Err((GatewayError::BadGateway, Some(ri)));
+                }
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                crate::tunnel::spawn(
-                    client_upgrade,
-                    upstream_upgrade,
-                    route.cfg.upgrade_idle_timeout,
-                    log.request_id.clone(),
-                    conn.kill.clone(),
-                );
+                if ws_terminate {
+                    crate::websocket::spawn_terminated(
+                        client_upgrade,
+                        upstream_upgrade,
+                        crate::websocket::Session {
+                            policy: ws_policy.clone(),
+                            idle: route.cfg.upgrade_idle_timeout,
+                            request_id: log.request_id.clone(),
+                            kill: conn.kill.clone(),
+                            token_expires: token_expires
+                                .filter(|_| ws_policy.close_on_token_expiry),
+                        },
+                    );
+                } else {
+                    crate::tunnel::spawn(
+                        client_upgrade,
+                        upstream_upgrade,
+                        route.cfg.upgrade_idle_timeout,
+                        log.request_id.clone(),
+                        conn.kill.clone(),
+                    );
+                }
                 forward::clean_response_headers(resp.headers_mut(), true);
-                let (p, _) = resp.into_parts();
+                let (mut p, _) = resp.into_parts();
+                if h2_ws {
+                    // RFC 8441: a 200 on the stream; no upgrade or accept headers in HTTP/2.
+                    p.status = StatusCode::OK;
+                    for h in [
+                        header::UPGRADE,
+                        header::CONNECTION,
+                        header::SEC_WEBSOCKET_ACCEPT,
+                    ] {
+                        p.headers.remove(h);
+                    }
+                }
                 return Ok((Response::from_parts(p, ResponseBody::empty()), Some(ri)));
             }
             None => return Err((GatewayError::BadGateway, Some(ri))),
@@ -793,6 +982,11 @@ fn zone_key(
         }
     }
     Some(z.key_hash(&parts))
+}
+
+/// The verified client certificate's subject, for audit records.
+fn cert_subject(conn: &ConnInfo) -> Option<&str> {
+    conn.identity.as_deref().map(|i| i.subject_dn.as_str())
 }
 
 fn path_error_text(e: crate::route::PathError) -> &'static str {

@@ -6,10 +6,12 @@
 
 mod agent;
 mod apikey_cli;
+mod audit_cli;
 mod pki_cli;
 mod quickstart;
 mod serve;
 mod sign_cli;
+mod status_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +69,11 @@ enum Command {
     Apikey(apikey_cli::ApikeyCommand),
     /// Keep a client certificate valid: enroll with a token, renew over mutual TLS.
     Agent(agent::AgentArgs),
+    /// The tamper-evident audit log: verify its hash chain.
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCommand),
+    /// One screen about a running gateway, from its admin API.
+    Status(status_cli::StatusArgs),
     /// Run only the built-in echo upstream (answers with the request it saw, as JSON).
     Echo {
         #[arg(long, default_value = "127.0.0.1:9090")]
@@ -88,6 +95,8 @@ fn main() -> ExitCode {
         Command::Apikey(c) => report(apikey_cli::run(c)),
         Command::Sign(a) => report(sign_cli::run_sign(a)),
         Command::Agent(a) => agent::run(a),
+        Command::Audit(c) => audit_cli::run(c),
+        Command::Status(a) => status_cli::run(a),
     }
 }
 

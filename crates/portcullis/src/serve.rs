@@ -89,7 +89,7 @@ pub fn run_gateway(cfg: Config, on_ready: impl FnOnce(&portcullis_proxy::BoundAd
         };
         on_ready(gw.addrs());
         portcullis_proxy::expiry::warn_soon(&cfg, std::time::Duration::from_secs(30 * 86400));
-        spawn_reload_on_sighup(cfg.source.clone(), gw.reloader());
+        spawn_reload_on_sighup(gw.reloader());
         let access = gw.reloader();
         tokio::spawn(async move {
             let Ok(mut usr1) =
@@ -151,34 +151,14 @@ pub fn echo_only(addr: std::net::SocketAddr) -> ExitCode {
 }
 
 /// SIGHUP: reload the config file; a broken one is refused and the running one stays.
-fn spawn_reload_on_sighup(path: std::path::PathBuf, reloader: portcullis_proxy::Reloader) {
+fn spawn_reload_on_sighup(reloader: portcullis_proxy::Reloader) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
             return;
         };
         while hup.recv().await.is_some() {
-            match config::load(&path) {
-                Ok((cfg, diags)) => {
-                    for w in diags.warnings() {
-                        tracing::warn!("{w}");
-                    }
-                    match reloader.apply(std::sync::Arc::new(cfg)) {
-                        Ok(()) => {
-                            tracing::info!(config = %path.display(), "SIGHUP: configuration reloaded")
-                        }
-                        Err(e) => {
-                            tracing::error!(config = %path.display(), "SIGHUP: reload refused, the running configuration stays: {e}")
-                        }
-                    }
-                }
-                Err(diags) => {
-                    for d in diags.errors() {
-                        tracing::error!("{d}");
-                    }
-                    tracing::error!(config = %path.display(), "SIGHUP: the new configuration has errors; the running configuration stays");
-                }
-            }
+            let _ = reloader.reload_file("sighup");
         }
     });
 }

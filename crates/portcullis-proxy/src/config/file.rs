@@ -40,6 +40,32 @@ pub struct FileConfig {
     pub api_keys: Option<ApiKeysSection>,
     /// `[cluster]`: state shared by replicas through Redis.
     pub cluster: Option<Spanned<ClusterSection>>,
+    /// `[admin]`: the admin API and /metrics on their own listener.
+    pub admin: Option<Spanned<AdminSection>>,
+    /// `[audit]`: the tamper-evident audit log.
+    pub audit: Option<Spanned<AuditSection>>,
+}
+
+/// `[audit]`: one hash-chained JSON line per security decision.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The audit file (appended to, created 0600).
+    pub path: Spanned<String>,
+}
+
+/// `[admin]`: health, readiness, metrics, state and actions for operators.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// "127.0.0.1:9901"; without TLS it must be a loopback address.
+    pub address: Spanned<String>,
+    /// Server certificate (PEM, full chain) of the admin listener.
+    pub cert: Option<Spanned<String>>,
+    /// Its private key (PEM).
+    pub key: Option<Spanned<String>>,
+    /// The admin CA: only clients with a certificate from it may connect.
+    pub client_ca: Option<Spanned<String>>,
 }
 
 /// `[cluster]`: rate-limit state shared by all replicas through Redis.
@@ -476,8 +502,9 @@ pub struct RouteSection {
     pub response_timeout: Option<Spanned<String>>,
     /// Idle timeout of upgraded (WebSocket) tunnels (default 1h).
     pub upgrade_idle_timeout: Option<Spanned<String>>,
-    /// Allow Upgrade (WebSocket) requests (default true).
-    pub websocket: Option<bool>,
+    /// `websocket = false` refuses Upgrade requests (default: allowed);
+    /// a `[route.websocket]` table allows them with a policy.
+    pub websocket: Option<WebsocketField>,
     /// Listener names this route is served on; default all.
     pub listeners: Option<Vec<Spanned<String>>>,
     pub security_headers: Option<SecurityHeadersSection>,
@@ -528,6 +555,67 @@ pub struct RouteSection {
     pub signature: Option<Spanned<SignatureSection>>,
     pub jwt: Option<RouteJwtSection>,
     pub cors: Option<CorsSection>,
+    /// `[route.validate]`: content types, JSON limits, JSON Schema or OpenAPI.
+    pub validate: Option<Spanned<ValidateSection>>,
+    /// `[route.graphql]`: GraphQL limits, introspection, persisted queries.
+    pub graphql: Option<Spanned<GraphqlSection>>,
+}
+
+/// `[route.graphql]`: limits on the GraphQL operations a route accepts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphqlSection {
+    /// Deepest field nesting (default 10, at most 60).
+    pub max_depth: Option<Spanned<u64>>,
+    /// Aliased fields per operation, fragments expanded (default 30).
+    pub max_aliases: Option<Spanned<u64>>,
+    /// Fields at the operation's top level (default 30).
+    pub max_root_fields: Option<Spanned<u64>>,
+    /// Fragment definitions in a document (default 50).
+    pub max_fragments: Option<Spanned<u64>>,
+    /// Total cost (default 5000): weights, times list sizes.
+    pub max_cost: Option<Spanned<u64>>,
+    /// Operations in a batch (a JSON array) (default 10).
+    pub max_batch: Option<Spanned<u64>>,
+    /// Longest query text (default "32k").
+    pub max_query_size: Option<Spanned<String>>,
+    /// Cost of a field without a weight (default 1).
+    pub default_cost: Option<Spanned<u64>>,
+    /// `{ "Query.users" = 5, "posts" = 3 }`: cost per field, by "Type.field" or field name.
+    pub weights: Option<Spanned<std::collections::BTreeMap<String, u64>>>,
+    /// Arguments whose integer value multiplies a field's selection (default ["first", "last", "limit"]).
+    pub list_arguments: Option<Vec<Spanned<String>>>,
+    /// Multiplier when such an argument's value is unknown (default 10).
+    pub default_list_size: Option<Spanned<u64>>,
+    /// "allow" (default) or "deny" (`__schema` and `__type` refused; `__typename` stays allowed).
+    pub introspection: Option<Spanned<String>>,
+    /// JSON allowlist of operations by SHA-256: `{"<hex>": "<query>"}` or an Apollo manifest.
+    pub persisted_queries: Option<Spanned<String>>,
+    /// Refuse every operation that is not in `persisted_queries` (default false).
+    pub allowlist_only: Option<Spanned<bool>>,
+}
+
+/// `[route.validate]`: request validation (see docs/validation.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateSection {
+    /// Allowed media types of request bodies ("application/json", "text/*"); 415 otherwise.
+    #[serde(default)]
+    pub content_types: Vec<Spanned<String>>,
+    /// Largest JSON body ("64k"); capped by the listener's `max_body_size`.
+    pub max_body: Option<Spanned<String>>,
+    /// Deepest nesting of arrays/objects (default 32, at most 128).
+    pub max_depth: Option<Spanned<usize>>,
+    /// Most members of any one object (default 1000).
+    pub max_keys: Option<Spanned<usize>>,
+    /// Longest string or key in bytes as sent (default 65536).
+    pub max_string: Option<Spanned<usize>>,
+    /// A JSON Schema file, or the schema itself inline (text starting with '{').
+    pub schema: Option<Spanned<String>>,
+    /// An OpenAPI 3.0/3.1 document (YAML or JSON).
+    pub openapi: Option<Spanned<String>>,
+    /// Refuse requests matching no OpenAPI operation: 404/405 (default false: forwarded unchecked).
+    pub reject_unknown: Option<bool>,
 }
 
 /// `[route.identity_header_names]`.
@@ -548,4 +636,63 @@ pub struct IdentityHeaderNamesSection {
 #[serde(deny_unknown_fields)]
 pub struct EchoSection {
     pub address: Spanned<String>,
+}
+
+/// `websocket = true|false`, or a `[route.websocket]` table.
+#[derive(Debug)]
+pub enum WebsocketField {
+    Enabled(bool),
+    Policy(Box<RouteWebsocketSection>),
+}
+
+impl<'de> Deserialize<'de> for WebsocketField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = WebsocketField;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or a [route.websocket] table")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<WebsocketField, E> {
+                Ok(WebsocketField::Enabled(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<WebsocketField, A::Error> {
+                RouteWebsocketSection::deserialize(serde::de::value::MapAccessDeserializer::new(
+                    map,
+                ))
+                .map(|s| WebsocketField::Policy(Box::new(s)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[route.websocket]`: the route's WebSocket policy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteWebsocketSection {
+    /// Origins allowed at the upgrade: "https://app.example.com", "https://*.example.com", "*".
+    #[serde(default)]
+    pub allowed_origins: Vec<Spanned<String>>,
+    /// Let upgrades without an Origin header through (default false).
+    #[serde(default)]
+    pub allow_missing_origin: bool,
+    /// Ping the client this often ("30s"); terminates the framing.
+    pub heartbeat_interval: Option<Spanned<String>>,
+    /// Close (1001) when no pong arrives this long after a ping (default: the interval).
+    pub heartbeat_timeout: Option<Spanned<String>>,
+    /// Largest client message ("1m"); beyond: close 1009.
+    pub max_message_size: Option<Spanned<String>>,
+    /// Largest client frame ("64k"); beyond: close 1009.
+    pub max_frame_size: Option<Spanned<String>>,
+    /// Client messages per connection: "50r/s" or "600r/m"; beyond the burst: close 1008.
+    pub message_rate: Option<Spanned<String>>,
+    /// Messages allowed at once above the rate (default: one second's worth).
+    pub message_burst: Option<Spanned<u64>>,
+    /// Close a JWT-authenticated connection (1008 "token expired") at the token's `exp`.
+    #[serde(default)]
+    pub close_on_token_expiry: bool,
 }

@@ -64,6 +64,13 @@ pub fn load_str(path: &Path, src: &str) -> Result<(Config, Diagnostics), Diagnos
 #[derive(Debug)]
 pub struct Config {
     pub source: PathBuf,
+    /// Files the config names and the gateway reads at load (certificates,
+    /// keys, key files), CRLs excepted (they have their own watch).
+    pub files: Vec<PathBuf>,
+    /// The file's text as loaded (for the admin API's redacted view).
+    pub source_text: String,
+    /// SHA-256 of that text, hex (the `config_info` metric).
+    pub source_sha256: String,
     pub server: ServerConfig,
     pub log: LogConfig,
     pub security_headers: SecurityHeaders,
@@ -81,6 +88,25 @@ pub struct Config {
     pub jwt_issuers: Vec<crate::auth::jwt::IssuerConfig>,
     /// `[cluster]`: shared state in Redis.
     pub cluster: Option<ClusterConfig>,
+    /// `[audit] path`: the tamper-evident audit log (none without the section).
+    pub audit_path: Option<PathBuf>,
+    /// `[admin]`: the admin listener.
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`, validated.
+#[derive(Debug)]
+pub struct AdminConfig {
+    pub addr: SocketAddr,
+    /// TLS with client certificates from the admin CA; `None` = plain HTTP on loopback.
+    pub tls: Option<AdminTls>,
+}
+
+#[derive(Debug)]
+pub struct AdminTls {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub client_ca: Vec<CertificateDer<'static>>,
 }
 
 /// `[cluster]`, validated.
@@ -312,6 +338,8 @@ pub struct RouteConfig {
     pub response_timeout: Option<Duration>,
     pub upgrade_idle_timeout: Duration,
     pub websocket: bool,
+    /// `[route.websocket]`: Origin allowlist, heartbeats, message limits.
+    pub websocket_policy: crate::websocket::WebsocketPolicy,
     /// Indices of the listeners serving this route; empty = all.
     pub listeners: Vec<usize>,
     pub security_headers: SecurityHeaders,
@@ -323,6 +351,10 @@ pub struct RouteConfig {
     pub cors: Option<crate::auth::cors::Cors>,
     pub signature: Option<crate::auth::signature::SignaturePolicy>,
     pub jwt: RouteJwt,
+    /// `[route.validate]`, compiled (schemas, OpenAPI operations).
+    pub validate: Option<std::sync::Arc<crate::validate::Validation>>,
+    /// `[route.graphql]`, with its allowlist loaded.
+    pub graphql: Option<std::sync::Arc<crate::graphql::GraphqlPolicy>>,
 }
 
 /// A route's client-certificate settings.

@@ -35,8 +35,17 @@ pub(super) fn validate(
     let mut v = Validator {
         r: Reporter::new(path, src),
         base,
+        files: Vec::new(),
     };
-    let config = v.config(file);
+    let mut config = v.config(file);
+    v.files.sort();
+    v.files.dedup();
+    config.files = std::mem::take(&mut v.files);
+    config.source_text = src.to_string();
+    config.source_sha256 = {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, src.as_bytes());
+        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    };
     if v.r.diags.has_errors() {
         Err(v.r.diags)
     } else {
@@ -47,6 +56,9 @@ pub(super) fn validate(
 struct Validator<'a> {
     r: Reporter<'a>,
     base: PathBuf,
+    /// Every file the config made us read (certificates, keys, key files):
+    /// a change to one of them reloads the config.
+    files: Vec<PathBuf>,
 }
 
 /// One of a fixed set of keywords (or the default when absent); an unknown
@@ -488,8 +500,12 @@ impl Validator<'_> {
         });
 
         let cluster = f.cluster.as_ref().and_then(|c| self.cluster(c));
+        let audit_path = f.audit.as_ref().and_then(|a| self.audit(a, &log));
+        let admin = f.admin.as_ref().and_then(|a| self.admin(a));
 
         Config {
+            audit_path,
+            admin,
             cluster,
             pki,
             rate_limits: zones,
@@ -498,6 +514,9 @@ impl Validator<'_> {
             signing_keys,
             jwt_issuers,
             source: self.r.file().to_path_buf(),
+            files: Vec::new(),
+            source_text: String::new(),
+            source_sha256: String::new(),
             server,
             log,
             security_headers,
@@ -1046,6 +1065,7 @@ impl Validator<'_> {
 
     fn cert_bundle(&mut self, p: &Spanned<String>, field: &str) -> Vec<CertificateDer<'static>> {
         let path = self.resolve(p.get_ref());
+        self.files.push(path.clone());
         let data = match std::fs::read(&path) {
             Ok(d) => d,
             Err(e) => {
@@ -1093,6 +1113,7 @@ impl Validator<'_> {
         let cs = c.get_ref();
         let chain = self.cert_bundle(&cs.cert, &format!("{field}.cert"));
         let key_path = self.resolve(cs.key.get_ref());
+        self.files.push(key_path.clone());
         let key = match std::fs::read(&key_path) {
             Err(e) => {
                 self.r.error(
@@ -1434,6 +1455,7 @@ impl Validator<'_> {
                 let key = match (&ks.key, &ks.secret_env) {
                     (Some(path), None) => {
                         let p = self.resolve(path.get_ref());
+                        self.files.push(p.clone());
                         match std::fs::read_to_string(&p) {
                             Err(e) => {
                                 self.r.error(
@@ -1515,6 +1537,139 @@ impl Validator<'_> {
             }
         }
         out
+    }
+
+    fn route_websocket(
+        &mut self,
+        w: &RouteWebsocketSection,
+        field: &str,
+    ) -> crate::websocket::WebsocketPolicy {
+        let field = format!("{field}.websocket");
+        let mut allowed_origins = Vec::new();
+        for o in &w.allowed_origins {
+            let v = o
+                .get_ref()
+                .trim()
+                .trim_end_matches('/')
+                .to_ascii_lowercase();
+            let host = v.split_once("://").map(|(_, h)| h).unwrap_or("");
+            let ok = v == "*"
+                || ((v.starts_with("https://") || v.starts_with("http://"))
+                    && !host.is_empty()
+                    && !host.contains('/')
+                    && (!host.contains('*')
+                        || (host.starts_with("*.") && host.len() > 2 && !host[2..].contains('*'))));
+            if ok {
+                allowed_origins.push(v);
+            } else {
+                self.r.error(
+                    span(o),
+                    &format!("{field}.allowed_origins"),
+                    format!("\"{}\" is not an origin", o.get_ref()),
+                    Some(
+                        "write \"https://app.example.com\", \"https://*.example.com\" or \"*\" (scheme and host, no path)"
+                            .to_string(),
+                    ),
+                );
+            }
+        }
+        let positive =
+            |s: &mut Self, v: &Option<Spanned<String>>, name: &str| -> Option<Duration> {
+                let d = s.duration(v, &format!("{field}.{name}"), Duration::ZERO);
+                if v.is_some() && d.is_zero() {
+                    if let Some(v) = v {
+                        if parse_duration(v.get_ref()).is_ok() {
+                            s.r.error(
+                                span(v),
+                                &format!("{field}.{name}"),
+                                "must be longer than zero",
+                                Some("write a duration like \"30s\"".to_string()),
+                            );
+                        }
+                    }
+                    return None;
+                }
+                v.as_ref().map(|_| d)
+            };
+        let heartbeat_interval = positive(self, &w.heartbeat_interval, "heartbeat_interval");
+        let heartbeat_timeout = positive(self, &w.heartbeat_timeout, "heartbeat_timeout");
+        if let (Some(t), None) = (&w.heartbeat_timeout, &w.heartbeat_interval) {
+            self.r.error(
+                span(t),
+                &format!("{field}.heartbeat_timeout"),
+                "has no effect without heartbeat_interval",
+                Some("add heartbeat_interval = \"30s\" or remove heartbeat_timeout".to_string()),
+            );
+        }
+        let size = |s: &mut Self, v: &Option<Spanned<String>>, name: &str| -> Option<usize> {
+            let v = v.as_ref()?;
+            match parse_size(v.get_ref()) {
+                Ok(n) if n > 0 && n <= (1 << 30) => Some(n as usize),
+                Ok(_) => {
+                    s.r.error(
+                        span(v),
+                        &format!("{field}.{name}"),
+                        "must be between 1 byte and 1g",
+                        Some("write a size like \"1m\" or \"64k\"".to_string()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    s.r.error(
+                        span(v),
+                        &format!("{field}.{name}"),
+                        e,
+                        Some("write a size like \"1m\" or \"64k\"".to_string()),
+                    );
+                    None
+                }
+            }
+        };
+        let max_message_size = size(self, &w.max_message_size, "max_message_size");
+        let max_frame_size = size(self, &w.max_frame_size, "max_frame_size");
+        let mut message_rate = None;
+        let mut per_second_n = 1;
+        if let Some(r) = &w.message_rate {
+            match super::units::parse_rate(r.get_ref()) {
+                Some((n, per)) => {
+                    message_rate = Some(n as f64 / per as f64);
+                    per_second_n = n.div_ceil(per).max(1);
+                }
+                None => self.r.error(
+                    span(r),
+                    &format!("{field}.message_rate"),
+                    format!("\"{}\" is not a rate", r.get_ref()),
+                    Some(
+                        "write messages per second or minute, like \"50r/s\" or \"600r/m\""
+                            .to_string(),
+                    ),
+                ),
+            }
+        }
+        if let (Some(b), None) = (&w.message_burst, &w.message_rate) {
+            self.r.error(
+                span(b),
+                &format!("{field}.message_burst"),
+                "has no effect without message_rate",
+                Some("add message_rate = \"50r/s\" or remove message_burst".to_string()),
+            );
+        }
+        crate::websocket::WebsocketPolicy {
+            allowed_origins,
+            allow_missing_origin: w.allow_missing_origin,
+            heartbeat_timeout: heartbeat_timeout
+                .or(heartbeat_interval)
+                .unwrap_or(Duration::from_secs(30)),
+            heartbeat_interval,
+            max_message_size,
+            max_frame_size,
+            message_rate,
+            message_burst: w
+                .message_burst
+                .as_ref()
+                .map_or(per_second_n, |b| *b.get_ref()),
+            close_on_token_expiry: w.close_on_token_expiry,
+        }
     }
 
     fn cors(&mut self, c: &CorsSection, field: &str) -> crate::auth::cors::Cors {
@@ -1642,6 +1797,7 @@ impl Validator<'_> {
             .map(|q| q.get_ref().clone());
         if let Some(kf) = ak.and_then(|a| a.file.as_ref()) {
             let path = self.resolve(kf.get_ref());
+            self.files.push(path.clone());
             match std::fs::read_to_string(&path) {
                 Err(e) => self.r.error(
                     span(kf),
@@ -1706,6 +1862,129 @@ impl Validator<'_> {
                 keys,
             },
         )
+    }
+
+    fn admin(&mut self, a: &Spanned<AdminSection>) -> Option<super::AdminConfig> {
+        let s = a.get_ref();
+        let addr = self.addr(&s.address, "admin.address")?;
+        let tls = match (&s.cert, &s.key, &s.client_ca) {
+            (None, None, None) => {
+                if !addr.ip().is_loopback() {
+                    self.r.error(
+                        span(&s.address),
+                        "admin.address",
+                        format!("{addr} is reachable from other machines, and the admin API has no client_ca"),
+                        Some("bind it to 127.0.0.1 (or ::1), or set cert, key and client_ca so only holders of an admin certificate can connect".to_string()),
+                    );
+                    return None;
+                }
+                None
+            }
+            (Some(cert), Some(key), Some(ca)) => {
+                let chain = self.cert_bundle(cert, "admin.cert");
+                let client_ca = self.cert_bundle(ca, "admin.client_ca");
+                let kp = self.resolve(key.get_ref());
+                self.files.push(kp.clone());
+                let k = std::fs::read(&kp)
+                    .ok()
+                    .and_then(|d| PrivateKeyDer::from_pem_slice(&d).ok());
+                let Some(k) = k else {
+                    self.r.error(
+                        span(key),
+                        "admin.key",
+                        format!("cannot read a PEM private key from {}", kp.display()),
+                        Some(
+                            "give the admin listener's PKCS#8, SEC1 or PKCS#1 PEM key".to_string(),
+                        ),
+                    );
+                    return None;
+                };
+                if chain.is_empty() || client_ca.is_empty() {
+                    return None;
+                }
+                Some(super::AdminTls {
+                    chain,
+                    key: k,
+                    client_ca,
+                })
+            }
+            _ => {
+                self.r.error(
+                    span(a),
+                    "admin",
+                    "cert, key and client_ca go together",
+                    Some("set all three (TLS with admin client certificates), or none (plain HTTP on a loopback address)".to_string()),
+                );
+                return None;
+            }
+        };
+        Some(super::AdminConfig { addr, tls })
+    }
+
+    /// `[audit] path`: a file in an existing directory, not the access log, and
+    /// when it exists already, ending in a complete record to chain onto.
+    fn audit(&mut self, a: &Spanned<AuditSection>, log: &LogConfig) -> Option<PathBuf> {
+        let p = &a.get_ref().path;
+        if p.get_ref().trim().is_empty() {
+            self.r.error(
+                span(p),
+                "audit.path",
+                "is empty",
+                Some(
+                    "write a file path like \"/var/log/portcullis/audit.log\", or remove [audit]"
+                        .to_string(),
+                ),
+            );
+            return None;
+        }
+        let path = self.resolve(p.get_ref());
+        if log.access_target == LogTarget::File(path.clone()) {
+            self.r.error(
+                span(p),
+                "audit.path",
+                "is the access log's file",
+                Some("give the audit log a file of its own".to_string()),
+            );
+            return None;
+        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(d) = dir.filter(|d| !d.is_dir()) {
+            self.r.error(
+                span(p),
+                "audit.path",
+                format!("directory {} does not exist", d.display()),
+                Some(
+                    "create the directory (writable by the gateway's user), or fix the path"
+                        .to_string(),
+                ),
+            );
+            return None;
+        }
+        if path.is_dir() {
+            self.r.error(
+                span(p),
+                "audit.path",
+                format!("{} is a directory", path.display()),
+                Some("name a file inside it, like \"audit.log\"".to_string()),
+            );
+            return None;
+        }
+        // A file this process writes already (a reload) is not read under its writer.
+        let head = if crate::audit::is_open(&path) {
+            Ok(())
+        } else {
+            crate::audit::read_head(&path).map(|_| ())
+        };
+        if let Err(e) = head {
+            self.r.error(
+                span(p),
+                "audit.path",
+                format!("{}: {e}", path.display()),
+                Some(format!("run `portcullis audit verify {}`, then move the file aside to start a new chain", path.display())),
+            );
+            return None;
+        }
+        Some(path)
     }
 
     fn cluster(&mut self, c: &Spanned<ClusterSection>) -> Option<super::ClusterConfig> {
@@ -2068,6 +2347,7 @@ impl Validator<'_> {
                 (Some(c), Some(k)) => {
                     let chain = self.cert_bundle(c, &format!("{field}.tls.cert"));
                     let kp = self.resolve(k.get_ref());
+                    self.files.push(kp.clone());
                     match std::fs::read(&kp)
                         .ok()
                         .and_then(|d| PrivateKeyDer::from_pem_slice(&d).ok())
@@ -2398,7 +2678,11 @@ impl Validator<'_> {
                 &format!("{field}.upgrade_idle_timeout"),
                 Duration::from_secs(3600),
             ),
-            websocket: rs.websocket.unwrap_or(true),
+            websocket: !matches!(rs.websocket, Some(WebsocketField::Enabled(false))),
+            websocket_policy: match &rs.websocket {
+                Some(WebsocketField::Policy(w)) => self.route_websocket(w, &field),
+                _ => crate::websocket::WebsocketPolicy::default(),
+            },
             listeners: route_listeners,
             security_headers,
             mtls: self.route_mtls(rs, &field),
@@ -2427,8 +2711,323 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|j| self.route_jwt(j, &field))
                 .unwrap_or_default(),
+            validate: rs
+                .validate
+                .as_ref()
+                .and_then(|v| self.route_validate(v, &field)),
+            graphql: rs
+                .graphql
+                .as_ref()
+                .map(|g| std::sync::Arc::new(self.route_graphql(g, &field))),
             name,
         })
+    }
+
+    /// `[route.validate]`: limits checked, schema / OpenAPI read and compiled now.
+    fn route_validate(
+        &mut self,
+        sec: &Spanned<ValidateSection>,
+        field: &str,
+    ) -> Option<std::sync::Arc<crate::validate::Validation>> {
+        use crate::validate::{compile_schema, media_essence, openapi, Draft, JsonLimits};
+        let v = sec.get_ref();
+        let field = format!("{field}.validate");
+        let errors_before = self.r.diags.errors().count();
+        let mut content_types = Vec::new();
+        for c in &v.content_types {
+            let e = media_essence(c.get_ref());
+            let ok = e
+                .split_once('/')
+                .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && (a != "*" || b == "*"));
+            if !ok {
+                self.r.error(
+                    span(c),
+                    &format!("{field}.content_types"),
+                    format!("\"{}\" is not a media type", c.get_ref()),
+                    Some("write \"application/json\", \"text/*\" or \"*/*\"".to_string()),
+                );
+            }
+            content_types.push(e);
+        }
+        let mut limits = JsonLimits {
+            max_body: u64::MAX,
+            ..JsonLimits::default()
+        };
+        if let Some(m) = &v.max_body {
+            match parse_size(m.get_ref()) {
+                Ok(n) if n > 0 => limits.max_body = n,
+                Ok(_) => self.r.error(
+                    span(m),
+                    &format!("{field}.max_body"),
+                    "must be positive",
+                    Some("write a size like \"64k\"".to_string()),
+                ),
+                Err(e) => self.r.error(
+                    span(m),
+                    &format!("{field}.max_body"),
+                    e,
+                    Some("write a size like \"64k\"".to_string()),
+                ),
+            }
+        }
+        let positive = |r: &mut super::error::Reporter,
+                        x: &Option<Spanned<usize>>,
+                        name: &str,
+                        max: usize,
+                        out: &mut usize| {
+            if let Some(x) = x {
+                if *x.get_ref() == 0 || *x.get_ref() > max {
+                    r.error(
+                        span(x),
+                        &format!("{field}.{name}"),
+                        format!("{} is out of range", x.get_ref()),
+                        Some(format!("use 1 to {max}")),
+                    );
+                } else {
+                    *out = *x.get_ref();
+                }
+            }
+        };
+        // serde_json refuses documents nested deeper than 128.
+        positive(
+            &mut self.r,
+            &v.max_depth,
+            "max_depth",
+            128,
+            &mut limits.max_depth,
+        );
+        positive(
+            &mut self.r,
+            &v.max_keys,
+            "max_keys",
+            usize::MAX,
+            &mut limits.max_keys,
+        );
+        positive(
+            &mut self.r,
+            &v.max_string,
+            "max_string",
+            usize::MAX,
+            &mut limits.max_string,
+        );
+        let explicit_limits = v.max_body.is_some()
+            || v.max_depth.is_some()
+            || v.max_keys.is_some()
+            || v.max_string.is_some();
+        if v.schema.is_some() && v.openapi.is_some() {
+            self.r.error(
+                span(sec),
+                &field,
+                "`schema` and `openapi` cannot both be set",
+                Some(
+                    "keep one: the OpenAPI document's request bodies carry their schemas"
+                        .to_string(),
+                ),
+            );
+        }
+        let mut schema = None;
+        if let Some(s) = &v.schema {
+            let text = s.get_ref();
+            let f = format!("{field}.schema");
+            let fix = "give a JSON Schema (draft 2020-12 unless it names its `$schema`) inline or as a file path";
+            let (doc, origin) = if text.trim_start().starts_with('{') {
+                (Some(text.clone()), "the inline schema".to_string())
+            } else {
+                let p = self.resolve(text);
+                match std::fs::read_to_string(&p) {
+                    Ok(t) => (Some(t), format!("schema file {}", p.display())),
+                    Err(e) => {
+                        self.r.error(
+                            span(s),
+                            &f,
+                            format!("cannot read schema file {}: {e}", p.display()),
+                            Some("check the path (a relative path is resolved from the config file's directory)".to_string()),
+                        );
+                        (None, String::new())
+                    }
+                }
+            };
+            if let Some(doc) = doc {
+                match serde_json::from_str::<serde_json::Value>(&doc) {
+                    Err(e) => self.r.error(
+                        span(s),
+                        &f,
+                        format!("{origin} is not JSON: {e}"),
+                        Some(fix.to_string()),
+                    ),
+                    Ok(json) => match compile_schema(&json, Draft::Draft202012) {
+                        Ok(c) => schema = Some(c),
+                        Err(e) => self.r.error(
+                            span(s),
+                            &f,
+                            format!("{origin} is not a valid JSON Schema: {e}"),
+                            Some(fix.to_string()),
+                        ),
+                    },
+                }
+            }
+            if content_types.is_empty() {
+                content_types.push("application/json".to_string());
+            }
+        }
+        let mut api = None;
+        if let Some(o) = &v.openapi {
+            let p = self.resolve(o.get_ref());
+            let f = format!("{field}.openapi");
+            match std::fs::read_to_string(&p) {
+                Err(e) => self.r.error(
+                    span(o),
+                    &f,
+                    format!("cannot read OpenAPI document {}: {e}", p.display()),
+                    Some("check the path (a relative path is resolved from the config file's directory)".to_string()),
+                ),
+                Ok(text) => match openapi::parse(&text).and_then(openapi::OpenApi::compile) {
+                    Ok(a) => api = Some(a),
+                    Err(e) => self.r.error(
+                        span(o),
+                        &f,
+                        format!("OpenAPI document {}: {e}", p.display()),
+                        Some("fix the document (OpenAPI 3.0 or 3.1; only local $refs under #/components)".to_string()),
+                    ),
+                },
+            }
+        }
+        if self.r.diags.errors().count() > errors_before {
+            return None;
+        }
+        Some(std::sync::Arc::new(crate::validate::Validation {
+            content_types,
+            limits,
+            explicit_limits,
+            schema,
+            openapi: api,
+            reject_unknown: v.reject_unknown.unwrap_or(false),
+        }))
+    }
+}
+
+impl Validator<'_> {
+    /// `[route.graphql]`: limits with their defaults, weights split by "Type.field"
+    /// and field name, the persisted-query allowlist read and parsed now.
+    fn route_graphql(
+        &mut self,
+        sec: &Spanned<GraphqlSection>,
+        field: &str,
+    ) -> crate::graphql::GraphqlPolicy {
+        use crate::graphql::{GraphqlPolicy, PersistedQueries, PARSER_DEPTH_LIMIT};
+        let g = sec.get_ref();
+        let field = format!("{field}.graphql");
+        let d = GraphqlPolicy::default();
+        let mut p = GraphqlPolicy::default();
+        let limit = |r: &mut Reporter, v: &Option<Spanned<u64>>, name: &str, min: u64, max: u64, default: u64| -> u64 {
+            let Some(v) = v else { return default };
+            let x = *v.get_ref();
+            if x < min || x > max {
+                r.error(
+                    span(v),
+                    &format!("{field}.{name}"),
+                    format!("{x} is out of range"),
+                    Some(format!("write a number from {min} to {max}")),
+                );
+                return default;
+            }
+            x
+        };
+        // The parser refuses selection sets nested deeper than 64; leave room for inline fragments.
+        p.max_depth = limit(&mut self.r, &g.max_depth, "max_depth", 1, PARSER_DEPTH_LIMIT - 4, d.max_depth);
+        p.max_aliases = limit(&mut self.r, &g.max_aliases, "max_aliases", 0, u64::MAX, d.max_aliases);
+        p.max_root_fields = limit(&mut self.r, &g.max_root_fields, "max_root_fields", 1, u64::MAX, d.max_root_fields);
+        p.max_fragments = limit(&mut self.r, &g.max_fragments, "max_fragments", 0, u64::MAX, d.max_fragments);
+        p.max_cost = limit(&mut self.r, &g.max_cost, "max_cost", 1, u64::MAX, d.max_cost);
+        p.max_batch = limit(&mut self.r, &g.max_batch, "max_batch", 1, 10_000, d.max_batch);
+        p.default_cost = limit(&mut self.r, &g.default_cost, "default_cost", 0, u32::MAX as u64, d.default_cost);
+        p.default_list_size = limit(&mut self.r, &g.default_list_size, "default_list_size", 0, u32::MAX as u64, d.default_list_size);
+        if let Some(s) = &g.max_query_size {
+            match parse_size(s.get_ref()) {
+                Ok(n) if n > 0 && n <= 16 * 1024 * 1024 => p.max_query_size = n as usize,
+                Ok(_) => self.r.error(span(s), &format!("{field}.max_query_size"), "must be between 1 byte and 16m", Some("write a size like \"32k\"".to_string())),
+                Err(e) => self.r.error(span(s), &format!("{field}.max_query_size"), e, Some("write a size like \"32k\"".to_string())),
+            }
+        }
+        let is_name = |s: &str| {
+            let mut c = s.chars();
+            c.next().is_some_and(|f| f == '_' || f.is_ascii_alphabetic())
+                && c.all(|x| x == '_' || x.is_ascii_alphanumeric())
+        };
+        if let Some(w) = &g.weights {
+            for (key, cost) in w.get_ref() {
+                let (ty, name) = match key.split_once('.') {
+                    Some((t, f)) => (Some(t), f),
+                    None => (None, key.as_str()),
+                };
+                if !is_name(name) || ty.is_some_and(|t| !is_name(t)) {
+                    self.r.error(
+                        span(w),
+                        &format!("{field}.weights"),
+                        format!("\"{key}\" is not a field name or \"Type.field\""),
+                        Some("write weights = { \"Query.users\" = 5, \"posts\" = 3 }".to_string()),
+                    );
+                    continue;
+                }
+                match ty {
+                    Some(t) => {
+                        p.type_weights.entry(t.to_string()).or_default().insert(name.to_string(), *cost);
+                    }
+                    None => {
+                        p.field_weights.insert(name.to_string(), *cost);
+                    }
+                }
+            }
+        }
+        if let Some(args) = &g.list_arguments {
+            p.list_arguments.clear();
+            for a in args {
+                if is_name(a.get_ref()) {
+                    p.list_arguments.push(a.get_ref().clone());
+                } else {
+                    self.r.error(span(a), &format!("{field}.list_arguments"), format!("\"{}\" is not an argument name", a.get_ref()), Some("write names like \"first\", \"limit\"".to_string()));
+                }
+            }
+        }
+        p.introspection = keyword(
+            &mut self.r,
+            &g.introspection,
+            &format!("{field}.introspection"),
+            &[("allow", true), ("deny", false)],
+            true,
+        );
+        if let Some(file) = &g.persisted_queries {
+            let path = self.resolve(file.get_ref());
+            match std::fs::read_to_string(&path) {
+                Err(e) => self.r.error(
+                    span(file),
+                    &format!("{field}.persisted_queries"),
+                    format!("cannot read {}: {e}", path.display()),
+                    Some("give the path of a JSON allowlist (relative to this config file)".to_string()),
+                ),
+                Ok(text) => match PersistedQueries::from_json(&text) {
+                    Ok(pq) => p.persisted = Some(std::sync::Arc::new(pq)),
+                    Err(e) => self.r.error(
+                        span(file),
+                        &format!("{field}.persisted_queries"),
+                        format!("{}: {e}", path.display()),
+                        Some("write {\"<sha256 hex of the query>\": \"<query>\", …} or an Apollo persisted-query manifest (docs/graphql.md)".to_string()),
+                    ),
+                },
+            }
+        }
+        if let Some(only) = &g.allowlist_only {
+            p.allowlist_only = *only.get_ref();
+            if p.allowlist_only && g.persisted_queries.is_none() {
+                self.r.error(
+                    span(only),
+                    &format!("{field}.allowlist_only"),
+                    "allowlist_only needs an allowlist",
+                    Some("add persisted_queries = \"persisted-queries.json\"".to_string()),
+                );
+            }
+        }
+        p
     }
 }
 

@@ -1,0 +1,484 @@
+//! WebSocket policy of a route and the terminated-framing relay.
+//!
+//! Owns what a `[route.websocket]` table decides: the Origin allowlist
+//! checked at the upgrade (before anything reaches the upstream), and, when
+//! the route asks for message-level control (heartbeats, message or frame
+//! size limits, a message rate, a close at the token's expiry), the relay
+//! that terminates the WebSocket framing on both sides: the client and the
+//! gateway speak one WebSocket session, the gateway and the upstream
+//! another, and messages (text, binary, close with its code) are relayed
+//! between them. Without such options the byte tunnel (`tunnel.rs`) is used.
+//! Every connection closed here is counted by a bounded reason
+//! ([`CloseReason::as_str`], [`close_counts`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::WebSocketStream;
+
+/// How long a closing side may take to answer our close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// A route's WebSocket policy (`[route.websocket]`); the default checks nothing.
+#[derive(Debug, Clone, Default)]
+pub struct WebsocketPolicy {
+    /// Lowercased origins: "https://app.example.com", "https://*.example.com" or "*".
+    /// Empty: Origin is not checked.
+    pub allowed_origins: Vec<String>,
+    /// An upgrade without Origin passes the allowlist (non-browser clients).
+    pub allow_missing_origin: bool,
+    /// Ping the client this often.
+    pub heartbeat_interval: Option<Duration>,
+    /// Close when no pong arrives this long after a ping.
+    pub heartbeat_timeout: Duration,
+    /// Largest message from the client (1009 beyond).
+    pub max_message_size: Option<usize>,
+    /// Largest frame from the client (1009 beyond).
+    pub max_frame_size: Option<usize>,
+    /// Client messages per second (1008 beyond the burst).
+    pub message_rate: Option<f64>,
+    /// Messages the client may send at once above the rate.
+    pub message_burst: u64,
+    /// Close a JWT-authenticated connection (1008) when its token expires.
+    pub close_on_token_expiry: bool,
+}
+
+impl WebsocketPolicy {
+    /// Does the route need the gateway to read the frames?
+    pub fn terminates(&self) -> bool {
+        self.heartbeat_interval.is_some()
+            || self.max_message_size.is_some()
+            || self.max_frame_size.is_some()
+            || self.message_rate.is_some()
+            || self.close_on_token_expiry
+    }
+
+    /// Does the upgrade's Origin header pass the allowlist?
+    pub fn origin_allowed(&self, origin: Option<&http::HeaderValue>) -> bool {
+        if self.allowed_origins.is_empty() {
+            return true;
+        }
+        let Some(origin) = origin else {
+            return self.allow_missing_origin;
+        };
+        let Ok(o) = origin.to_str() else {
+            return false;
+        };
+        let o = o.trim().to_ascii_lowercase();
+        self.allowed_origins.iter().any(|a| origin_matches(a, &o))
+    }
+}
+
+/// Is `pattern` (lowercase: "https://app.example.com[:port]", "https://*.example.com" or "*")
+/// the origin `o` (lowercase)?
+pub fn origin_matches(pattern: &str, o: &str) -> bool {
+    if pattern == "*" {
+        return o != "null";
+    }
+    if pattern == o {
+        return true;
+    }
+    // "https://*.example.com": same scheme, a host ending in ".example.com"
+    // with at least one label before it; the port (if any) part of the suffix.
+    let (Some((ps, prest)), Some((os, orest))) = (pattern.split_once("://"), o.split_once("://"))
+    else {
+        return false;
+    };
+    let Some(suffix) = prest.strip_prefix("*.") else {
+        return false;
+    };
+    ps == os
+        && orest.len() > suffix.len() + 1
+        && orest.ends_with(suffix)
+        && orest.as_bytes()[orest.len() - suffix.len() - 1] == b'.'
+        && !orest.contains('/')
+        && !orest[..orest.len() - suffix.len() - 1].contains(':')
+}
+
+/// Why a terminated WebSocket connection ended (a bounded metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed (close frame).
+    ClientClosed,
+    /// The upstream closed (close frame).
+    UpstreamClosed,
+    /// No pong within the heartbeat timeout (1001).
+    HeartbeatTimeout,
+    /// A message or frame above the route's limit (1009).
+    MessageTooBig,
+    /// The client sent faster than the route's message rate (1008).
+    RateExceeded,
+    /// No message either way for the idle timeout (1001).
+    IdleTimeout,
+    /// The client's certificate was revoked (1008).
+    CertificateRevoked,
+    /// The client's token expired (1008).
+    TokenExpired,
+    /// The client broke the protocol (1002 / 1007).
+    ProtocolError,
+    /// The client's connection ended without a close frame.
+    ClientGone,
+    /// The upstream's connection ended or broke the protocol (1011 to the client).
+    UpstreamGone,
+}
+
+const REASONS: [CloseReason; 11] = [
+    CloseReason::ClientClosed,
+    CloseReason::UpstreamClosed,
+    CloseReason::HeartbeatTimeout,
+    CloseReason::MessageTooBig,
+    CloseReason::RateExceeded,
+    CloseReason::IdleTimeout,
+    CloseReason::CertificateRevoked,
+    CloseReason::TokenExpired,
+    CloseReason::ProtocolError,
+    CloseReason::ClientGone,
+    CloseReason::UpstreamGone,
+];
+
+static CLOSES: [AtomicU64; 11] = [const { AtomicU64::new(0) }; 11];
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::UpstreamClosed => "upstream_closed",
+            CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+            CloseReason::MessageTooBig => "message_too_big",
+            CloseReason::RateExceeded => "message_rate",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::CertificateRevoked => "certificate_revoked",
+            CloseReason::TokenExpired => "token_expired",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::ClientGone => "client_gone",
+            CloseReason::UpstreamGone => "upstream_gone",
+        }
+    }
+
+    fn index(self) -> usize {
+        REASONS.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// Closes counted since the process started, by reason.
+pub fn close_counts() -> Vec<(&'static str, u64)> {
+    REASONS
+        .iter()
+        .map(|r| (r.as_str(), CLOSES[r.index()].load(Ordering::Relaxed)))
+        .collect()
+}
+
+fn record_close(reason: CloseReason, request_id: &str) {
+    CLOSES[reason.index()].fetch_add(1, Ordering::Relaxed);
+    match reason {
+        CloseReason::ClientClosed | CloseReason::UpstreamClosed => {
+            tracing::debug!(%request_id, reason = reason.as_str(), "websocket closed")
+        }
+        _ => {
+            tracing::info!(%request_id, reason = reason.as_str(), "websocket closed by the gateway")
+        }
+    }
+}
+
+/// The close code an endpoint sends when its peer's frames failed to parse.
+pub fn close_code_for(e: &WsError) -> Option<(CloseCode, &'static str)> {
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            Some((CloseCode::Size, "message too big"))
+        }
+        WsError::Capacity(_) => Some((CloseCode::Size, "frame too big")),
+        WsError::Utf8(_) => Some((CloseCode::Invalid, "invalid UTF-8")),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some((CloseCode::Protocol, "protocol error")),
+        _ => None,
+    }
+}
+
+fn close_frame(code: CloseCode, reason: &'static str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: reason.into(),
+    }
+}
+
+/// Reads until the peer's close reply (or the end of the connection), at most `CLOSE_WAIT`.
+async fn drain<S>(ws: &mut WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+/// Echoes every text and binary message, answers pings and closes as RFC 6455
+/// asks (a close frame with 1002, 1007 or 1009 when the peer's frames are bad).
+/// The built-in echo upstream serves its WebSocket sessions with it.
+pub async fn echo_session<S>(mut ws: WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match ws.next().await {
+            None => return,
+            Some(Ok(m)) if m.is_text() || m.is_binary() => {
+                if ws.send(m).await.is_err() {
+                    return;
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                if let Some((code, why)) = close_code_for(&e) {
+                    let _ = ws.close(Some(close_frame(code, why))).await;
+                    drain(&mut ws).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// What the relay needs besides the two connections.
+pub struct Session {
+    pub policy: WebsocketPolicy,
+    pub idle: Duration,
+    pub request_id: String,
+    /// Turns true when the client's certificate is revoked.
+    pub kill: Option<tokio::sync::watch::Receiver<bool>>,
+    /// When the client's token expires (only with `close_on_token_expiry`).
+    pub token_expires: Option<SystemTime>,
+}
+
+/// A client upgrade: HTTP/1.1 101 or an HTTP/2 extended CONNECT stream.
+pub type ClientUpgrade = OnUpgrade;
+
+/// Starts the terminated relay once both upgrades complete.
+pub fn spawn_terminated(client: ClientUpgrade, upstream: OnUpgrade, s: Session) {
+    tokio::spawn(async move {
+        let (c, u) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(request_id = %s.request_id, error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        relay(TokioIo::new(c), TokioIo::new(u), s).await;
+    });
+}
+
+/// Relays messages between the client's session and the upstream's until one ends.
+pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Session) {
+    let p = &s.policy;
+    let cfg = WebSocketConfig::default()
+        .max_message_size(p.max_message_size.or(Some(64 << 20)))
+        .max_frame_size(p.max_frame_size.or(Some(16 << 20)));
+    let mut cw = WebSocketStream::from_raw_socket(client, Role::Server, Some(cfg)).await;
+    let mut uw = WebSocketStream::from_raw_socket(upstream, Role::Client, None).await;
+    let mut kill = s.kill.clone();
+    let rid = s.request_id.as_str();
+
+    let hb_interval = p.heartbeat_interval;
+    let mut next_ping = hb_interval.map(|i| tokio::time::Instant::now() + i);
+    let mut pong_due: Option<tokio::time::Instant> = None;
+    let mut last_activity = tokio::time::Instant::now();
+    let token_deadline = s.token_expires.map(|t| {
+        tokio::time::Instant::now() + t.duration_since(SystemTime::now()).unwrap_or_default()
+    });
+    let mut bucket = p.message_rate.map(|rate| {
+        let cap = p.message_burst.max(1) as f64;
+        (rate, cap, cap, Instant::now())
+    });
+    let mut ping_seq: u64 = 0;
+
+    // What ended the session: the reason, then the frames each side gets (None: already closed).
+    let (reason, to_client, to_upstream): (CloseReason, Option<CloseFrame>, Option<CloseFrame>) = loop {
+        let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
+        let idle_at = last_activity + s.idle;
+        let timer = [
+            next_ping.unwrap_or(far),
+            pong_due.unwrap_or(far),
+            idle_at,
+            token_deadline.unwrap_or(far),
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(far);
+        tokio::select! {
+            m = cw.next() => match m {
+                None => break (CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
+                Some(Ok(Message::Close(f))) => {
+                    // tungstenite queued the echo of the client's close; the upstream gets its code.
+                    break (CloseReason::ClientClosed, None, Some(f.unwrap_or(close_frame(CloseCode::Normal, ""))));
+                }
+                Some(Ok(Message::Pong(_))) => { pong_due = None; }
+                Some(Ok(Message::Ping(_))) | Some(Ok(Message::Frame(_))) => {}
+                Some(Ok(m)) => {
+                    if let Some((rate, cap, tokens, at)) = bucket.as_mut() {
+                        let now = Instant::now();
+                        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * *rate).min(*cap);
+                        *at = now;
+                        if *tokens < 1.0 {
+                            break (CloseReason::RateExceeded, Some(close_frame(CloseCode::Policy, "message rate exceeded")), Some(close_frame(CloseCode::Away, "client closed")));
+                        }
+                        *tokens -= 1.0;
+                    }
+                    last_activity = tokio::time::Instant::now();
+                    if let Err(e) = uw.send(m).await {
+                        tracing::debug!(request_id = %rid, error = %e, "upstream send failed");
+                        break (CloseReason::UpstreamGone, Some(close_frame(CloseCode::Error, "upstream error")), None);
+                    }
+                }
+                Some(Err(e)) => match close_code_for(&e) {
+                    Some((CloseCode::Size, why)) => break (CloseReason::MessageTooBig, Some(close_frame(CloseCode::Size, why)), Some(close_frame(CloseCode::Away, "client closed"))),
+                    Some((code, why)) => break (CloseReason::ProtocolError, Some(close_frame(code, why)), Some(close_frame(CloseCode::Away, "client closed"))),
+                    None => break (CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
+                },
+            },
+            m = uw.next() => match m {
+                None | Some(Err(_)) => break (CloseReason::UpstreamGone, Some(close_frame(CloseCode::Error, "upstream error")), None),
+                Some(Ok(Message::Close(f))) => {
+                    let down = f.filter(|f| sendable(f.code)).unwrap_or(close_frame(CloseCode::Normal, ""));
+                    break (CloseReason::UpstreamClosed, Some(down), None);
+                }
+                Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) | Some(Ok(Message::Frame(_))) => {}
+                Some(Ok(m)) => {
+                    last_activity = tokio::time::Instant::now();
+                    if cw.send(m).await.is_err() {
+                        break (CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone")));
+                    }
+                }
+            },
+            _ = watch_kill(&mut kill) => {
+                break (CloseReason::CertificateRevoked, Some(close_frame(CloseCode::Policy, "certificate revoked")), Some(close_frame(CloseCode::Away, "client closed")));
+            }
+            _ = tokio::time::sleep_until(timer) => {
+                let now = tokio::time::Instant::now();
+                if token_deadline.is_some_and(|t| t <= now) {
+                    break (CloseReason::TokenExpired, Some(close_frame(CloseCode::Policy, "token expired")), Some(close_frame(CloseCode::Away, "client closed")));
+                }
+                if pong_due.is_some_and(|t| t <= now) {
+                    break (CloseReason::HeartbeatTimeout, Some(close_frame(CloseCode::Away, "heartbeat timeout")), Some(close_frame(CloseCode::Away, "client gone")));
+                }
+                if idle_at <= now {
+                    break (CloseReason::IdleTimeout, Some(close_frame(CloseCode::Away, "idle timeout")), Some(close_frame(CloseCode::Away, "idle timeout")));
+                }
+                if let (Some(at), Some(every)) = (next_ping, hb_interval) {
+                    if at <= now {
+                        ping_seq += 1;
+                        if cw.send(Message::Ping(Bytes::from(ping_seq.to_be_bytes().to_vec()))).await.is_err() {
+                            break (CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone")));
+                        }
+                        if pong_due.is_none() {
+                            pong_due = Some(now + p.heartbeat_timeout);
+                        }
+                        next_ping = Some(now + every);
+                    }
+                }
+            }
+        }
+    };
+    record_close(reason, rid);
+
+    // Close both sessions: send the frames, then wait (bounded) for the replies.
+    if let Some(f) = to_client {
+        let _ = tokio::time::timeout(CLOSE_WAIT, cw.close(Some(f))).await;
+    }
+    if let Some(f) = to_upstream {
+        let _ = tokio::time::timeout(CLOSE_WAIT, uw.close(Some(f))).await;
+    }
+    tokio::join!(drain(&mut cw), drain(&mut uw));
+}
+
+/// May an endpoint send this code in a close frame (1005, 1006, 1015 are never sent)?
+fn sendable(code: CloseCode) -> bool {
+    !matches!(
+        code,
+        CloseCode::Status | CloseCode::Abnormal | CloseCode::Tls
+    )
+}
+
+async fn watch_kill(kill: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match kill.as_mut() {
+        Some(k) => {
+            while !*k.borrow() {
+                if k.changed().await.is_err() {
+                    std::future::pending::<()>().await
+                }
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        assert!(origin_matches(
+            "https://app.example.com",
+            "https://app.example.com"
+        ));
+        assert!(!origin_matches(
+            "https://app.example.com",
+            "http://app.example.com"
+        ));
+        assert!(origin_matches(
+            "https://*.example.com",
+            "https://a.example.com"
+        ));
+        assert!(origin_matches(
+            "https://*.example.com",
+            "https://a.b.example.com"
+        ));
+        assert!(!origin_matches(
+            "https://*.example.com",
+            "https://example.com"
+        ));
+        assert!(!origin_matches(
+            "https://*.example.com",
+            "https://evilexample.com"
+        ));
+        assert!(!origin_matches(
+            "https://*.example.com",
+            "https://a.example.com:8443"
+        ));
+        assert!(origin_matches(
+            "https://*.example.com:8443",
+            "https://a.example.com:8443"
+        ));
+        assert!(!origin_matches("*", "null"));
+        assert!(origin_matches("*", "https://x.test"));
+    }
+
+    #[test]
+    fn policy() {
+        let p = WebsocketPolicy {
+            allowed_origins: vec!["https://app.example.com".into()],
+            ..Default::default()
+        };
+        assert!(!p.terminates());
+        assert!(p.origin_allowed(Some(&http::HeaderValue::from_static(
+            "https://APP.example.com"
+        ))));
+        assert!(!p.origin_allowed(Some(&http::HeaderValue::from_static(
+            "https://evil.example"
+        ))));
+        assert!(!p.origin_allowed(None));
+        let p = WebsocketPolicy {
+            allow_missing_origin: true,
+            ..p
+        };
+        assert!(p.origin_allowed(None));
+        assert!(WebsocketPolicy::default().origin_allowed(None));
+    }
+}
