@@ -110,6 +110,9 @@ async def run(ws):
     elif mode == 'flood':
         for i in range(opts['n']): await ws.send(f'm{i}')
         while True: await asyncio.wait_for(ws.recv(), 20)
+    elif mode == 'wait':
+        await ws.send('hi'); print('echo', repr(await ws.recv()), flush=True)
+        await asyncio.wait_for(ws.recv(), 40); print('no close')
     elif mode == 'revoke':
         await ws.send('hi'); print('echo', repr(await ws.recv()), flush=True)
         os.replace(opts['src'], opts['dst'])
@@ -118,7 +121,8 @@ async def run(ws):
 async def main():
     try:
         async with connect(f"wss://localhost:{port}{path}", ssl=ctx, ping_interval=None,
-                           max_size=None, origin=opts.get('origin'), open_timeout=10) as ws:
+                           max_size=None, origin=opts.get('origin'), open_timeout=10,
+                           additional_headers=opts.get('headers')) as ws:
             print('open', flush=True)
             await run(ws)
     except ConnectionClosed as e:
@@ -464,7 +468,12 @@ fn kosoku_conformance_cases_pass_through_the_tunnel_and_the_terminated_framing()
                 .any(|c| c.starts_with("9.") || c.starts_with("12.") || c.starts_with("13.")),
             "excluded groups ran"
         );
-        assert!(cases.len() >= 200, "{}: only {} cases", r["path"], cases.len());
+        assert!(
+            cases.len() >= 200,
+            "{}: only {} cases",
+            r["path"],
+            cases.len()
+        );
         assert_eq!(
             r["failed"].as_array().map(Vec::len),
             Some(0),
@@ -473,4 +482,48 @@ fn kosoku_conformance_cases_pass_through_the_tunnel_and_the_terminated_framing()
             r["failed"]
         );
     }
+}
+
+/// Makes an ES256 key, its JWKS (argv[1]/jwks.json) and a token that expires in argv[2] seconds.
+const MAKE_TOKEN: &str = r#"
+import json, sys, time, jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+out, ttl = sys.argv[1], int(sys.argv[2])
+key = ec.generate_private_key(ec.SECP256R1())
+jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+jwk.update({"kid": "k1", "use": "sig", "alg": "ES256"})
+open(out + "/jwks.json", "w").write(json.dumps({"keys": [jwk]}))
+now = int(time.time())
+print(jwt.encode({"iss": "https://idp.test", "sub": "user-42", "iat": now, "exp": now + ttl},
+                 key, algorithm="ES256", headers={"kid": "k1"}))
+"#;
+
+#[test]
+fn a_jwt_authenticated_websocket_closes_when_its_token_expires() {
+    let env = env();
+    let out = python(MAKE_TOKEN, &[env.path().to_str().unwrap(), "15"]);
+    assert!(
+        out.status.success(),
+        "pyjwt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let _g = env.start(&echo_config(
+        &env,
+        "[[jwt_issuer]]\nissuer = \"https://idp.test\"\nalgorithms = [\"ES256\"]\njwks_file = \"jwks.json\"\n\n\
+         [[route]]\nname = \"ws\"\npath = \"/ws/\"\nupstream = \"echo\"\nauth = [\"jwt\"]\n\
+         [route.websocket]\nclose_on_token_expiry = true\n",
+    ));
+    let ca = serde_json::json!({ "ca": env.ca_file() });
+    // No token: 401 at the upgrade.
+    assert_eq!(
+        ws_client(env.https_port, "/ws/x", "echo", ca.clone()),
+        ["status 401"]
+    );
+    let mut o = ca;
+    o["headers"] = serde_json::json!({ "Authorization": format!("Bearer {token}") });
+    assert_eq!(
+        ws_client(env.https_port, "/ws/x", "wait", o),
+        ["open", "echo 'hi'", "close 1008 token expired"]
+    );
 }
