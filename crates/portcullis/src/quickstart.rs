@@ -67,6 +67,12 @@ servers = ["127.0.0.1:9090"]
 name = "api"
 path = "/"
 upstream = "echo"
+
+# The admin API: /healthz, /readyz, Prometheus /metrics, /routes, /upstreams,
+# /certificates, POST /reload. Loopback only; set cert, key and client_ca to
+# expose it behind mutual TLS. `portcullis status --config <this file>` reads it.
+[admin]
+address = "127.0.0.1:9901"
 "#;
 
 pub fn run(dir: &Path) -> ExitCode {
@@ -85,6 +91,15 @@ pub fn run(dir: &Path) -> ExitCode {
     serve::run_gateway(cfg, |addrs| {
         let https = addrs.listeners.first().map(|a| a.port()).unwrap_or(8443);
         let http = addrs.redirects.first().map(|a| a.port()).unwrap_or(8080);
+        let admin = addrs
+            .admin
+            .map(|a| {
+                format!(
+                    "\n  # the admin API: Prometheus metrics, and one screen of status\n  curl http://{a}/metrics\n  cargo run --release -- status --config {}\n",
+                    cfg_path.display()
+                )
+            })
+            .unwrap_or_default();
         println!(
             r#"
 Portcullis is running (Ctrl-C stops it).
@@ -106,7 +121,7 @@ Try it:
 
   # plain HTTP is redirected
   curl -i http://localhost:{http}/hello?x=1
-"#,
+{admin}"#,
             cfg = cfg_path.display(),
         );
     })

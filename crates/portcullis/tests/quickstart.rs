@@ -1,7 +1,7 @@
 //! The first run, end to end: `portcullis quickstart` in an empty directory,
 //! then curl as the printed commands do, with and without the client
 //! certificate; a second run reuses the files. The quickstart's ports are
-//! fixed (8443, 8080, 9090), so this is the only test in this file that
+//! fixed (8443, 8080, 9090, 9901), so this is the only test in this file that
 //! starts it; the generated config is also checked and served on free ports.
 
 mod common;
@@ -98,6 +98,23 @@ fn quickstart_end_to_end() {
         r.header("location"),
         Some("https://localhost:8443/hello?x=1")
     );
+    // The admin API on loopback: metrics after the requests above, and `status`.
+    let m = Curl::new("http://127.0.0.1:9901/metrics").run();
+    assert_eq!(m.status, 200);
+    assert!(
+        m.text().contains(
+            "portcullis_http_requests_total{route=\"api\",method=\"GET\",status=\"2xx\"}"
+        ),
+        "{}",
+        m.text()
+    );
+    let st = run(Command::new(BIN)
+        .arg("status")
+        .arg("--config")
+        .arg(data.join("portcullis.toml"))
+        .args(["--interval", "0.2"]));
+    let st_out = String::from_utf8_lossy(&st.stdout);
+    assert!(st.status.success() && st_out.contains("READY"), "{st_out}");
     let out = std::fs::read_to_string(cwd.path().join("first.out")).unwrap_or_default();
     assert!(
         out.contains("curl --cacert"),
@@ -118,12 +135,13 @@ fn quickstart_end_to_end() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (p_https, p_http, p_echo) = (free_port(), free_port(), free_port());
+    let (p_https, p_http, p_echo, p_admin) = (free_port(), free_port(), free_port(), free_port());
     let copy = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("8443", &p_https.to_string())
         .replace("8080", &p_http.to_string())
-        .replace("9090", &p_echo.to_string());
+        .replace("9090", &p_echo.to_string())
+        .replace("9901", &p_admin.to_string());
     let copy_path = data.join("copy.toml");
     std::fs::write(&copy_path, copy).unwrap();
     {
