@@ -86,7 +86,11 @@ fn limits_refuse_before_the_upstream_and_pass_the_rest_untouched() {
 
     // Refused, each with its code.
     let m = refused(
-        &post(&env, "/graphql", &serde_json::json!({ "query": nested(12) })),
+        &post(
+            &env,
+            "/graphql",
+            &serde_json::json!({ "query": nested(12) }),
+        ),
         "GRAPHQL_DEPTH_LIMIT",
     );
     assert_eq!(m, "query depth 12 exceeds the limit of 5");
@@ -135,7 +139,11 @@ fn limits_refuse_before_the_upstream_and_pass_the_rest_untouched() {
     );
     assert_eq!(m, "query cost 2002 exceeds the limit of 100");
     refused(
-        &post(&env, "/graphql", &serde_json::json!({ "query": "{ me { id " })),
+        &post(
+            &env,
+            "/graphql",
+            &serde_json::json!({ "query": "{ me { id " }),
+        ),
         "GRAPHQL_PARSE_FAILED",
     );
     // A hostile nesting far past the parser's limit: refused, the gateway still answers.
@@ -231,10 +239,7 @@ fn persisted_queries_allowlist_only_from_python_requests() {
     let _gw = env.start(&config(&env, &up));
     let out = python(
         PY_CLIENT,
-        &[
-            &env.https_port.to_string(),
-            env.ca_file().to_str().unwrap(),
-        ],
+        &[&env.https_port.to_string(), env.ca_file().to_str().unwrap()],
     );
     assert!(
         out.status.success(),

@@ -2919,7 +2919,13 @@ impl Validator<'_> {
         let field = format!("{field}.graphql");
         let d = GraphqlPolicy::default();
         let mut p = GraphqlPolicy::default();
-        let limit = |r: &mut Reporter, v: &Option<Spanned<u64>>, name: &str, min: u64, max: u64, default: u64| -> u64 {
+        let limit = |r: &mut Reporter,
+                     v: &Option<Spanned<u64>>,
+                     name: &str,
+                     min: u64,
+                     max: u64,
+                     default: u64|
+         -> u64 {
             let Some(v) = v else { return default };
             let x = *v.get_ref();
             if x < min || x > max {
@@ -2934,24 +2940,91 @@ impl Validator<'_> {
             x
         };
         // The parser refuses selection sets nested deeper than 64; leave room for inline fragments.
-        p.max_depth = limit(&mut self.r, &g.max_depth, "max_depth", 1, PARSER_DEPTH_LIMIT - 4, d.max_depth);
-        p.max_aliases = limit(&mut self.r, &g.max_aliases, "max_aliases", 0, u64::MAX, d.max_aliases);
-        p.max_root_fields = limit(&mut self.r, &g.max_root_fields, "max_root_fields", 1, u64::MAX, d.max_root_fields);
-        p.max_fragments = limit(&mut self.r, &g.max_fragments, "max_fragments", 0, u64::MAX, d.max_fragments);
-        p.max_cost = limit(&mut self.r, &g.max_cost, "max_cost", 1, u64::MAX, d.max_cost);
-        p.max_batch = limit(&mut self.r, &g.max_batch, "max_batch", 1, 10_000, d.max_batch);
-        p.default_cost = limit(&mut self.r, &g.default_cost, "default_cost", 0, u32::MAX as u64, d.default_cost);
-        p.default_list_size = limit(&mut self.r, &g.default_list_size, "default_list_size", 0, u32::MAX as u64, d.default_list_size);
+        p.max_depth = limit(
+            &mut self.r,
+            &g.max_depth,
+            "max_depth",
+            1,
+            PARSER_DEPTH_LIMIT - 4,
+            d.max_depth,
+        );
+        p.max_aliases = limit(
+            &mut self.r,
+            &g.max_aliases,
+            "max_aliases",
+            0,
+            u64::MAX,
+            d.max_aliases,
+        );
+        p.max_root_fields = limit(
+            &mut self.r,
+            &g.max_root_fields,
+            "max_root_fields",
+            1,
+            u64::MAX,
+            d.max_root_fields,
+        );
+        p.max_fragments = limit(
+            &mut self.r,
+            &g.max_fragments,
+            "max_fragments",
+            0,
+            u64::MAX,
+            d.max_fragments,
+        );
+        p.max_cost = limit(
+            &mut self.r,
+            &g.max_cost,
+            "max_cost",
+            1,
+            u64::MAX,
+            d.max_cost,
+        );
+        p.max_batch = limit(
+            &mut self.r,
+            &g.max_batch,
+            "max_batch",
+            1,
+            10_000,
+            d.max_batch,
+        );
+        p.default_cost = limit(
+            &mut self.r,
+            &g.default_cost,
+            "default_cost",
+            0,
+            u32::MAX as u64,
+            d.default_cost,
+        );
+        p.default_list_size = limit(
+            &mut self.r,
+            &g.default_list_size,
+            "default_list_size",
+            0,
+            u32::MAX as u64,
+            d.default_list_size,
+        );
         if let Some(s) = &g.max_query_size {
             match parse_size(s.get_ref()) {
                 Ok(n) if n > 0 && n <= 16 * 1024 * 1024 => p.max_query_size = n as usize,
-                Ok(_) => self.r.error(span(s), &format!("{field}.max_query_size"), "must be between 1 byte and 16m", Some("write a size like \"32k\"".to_string())),
-                Err(e) => self.r.error(span(s), &format!("{field}.max_query_size"), e, Some("write a size like \"32k\"".to_string())),
+                Ok(_) => self.r.error(
+                    span(s),
+                    &format!("{field}.max_query_size"),
+                    "must be between 1 byte and 16m",
+                    Some("write a size like \"32k\"".to_string()),
+                ),
+                Err(e) => self.r.error(
+                    span(s),
+                    &format!("{field}.max_query_size"),
+                    e,
+                    Some("write a size like \"32k\"".to_string()),
+                ),
             }
         }
         let is_name = |s: &str| {
             let mut c = s.chars();
-            c.next().is_some_and(|f| f == '_' || f.is_ascii_alphabetic())
+            c.next()
+                .is_some_and(|f| f == '_' || f.is_ascii_alphabetic())
                 && c.all(|x| x == '_' || x.is_ascii_alphanumeric())
         };
         if let Some(w) = &g.weights {
@@ -2971,7 +3044,10 @@ impl Validator<'_> {
                 }
                 match ty {
                     Some(t) => {
-                        p.type_weights.entry(t.to_string()).or_default().insert(name.to_string(), *cost);
+                        p.type_weights
+                            .entry(t.to_string())
+                            .or_default()
+                            .insert(name.to_string(), *cost);
                     }
                     None => {
                         p.field_weights.insert(name.to_string(), *cost);
@@ -2985,7 +3061,12 @@ impl Validator<'_> {
                 if is_name(a.get_ref()) {
                     p.list_arguments.push(a.get_ref().clone());
                 } else {
-                    self.r.error(span(a), &format!("{field}.list_arguments"), format!("\"{}\" is not an argument name", a.get_ref()), Some("write names like \"first\", \"limit\"".to_string()));
+                    self.r.error(
+                        span(a),
+                        &format!("{field}.list_arguments"),
+                        format!("\"{}\" is not an argument name", a.get_ref()),
+                        Some("write names like \"first\", \"limit\"".to_string()),
+                    );
                 }
             }
         }
