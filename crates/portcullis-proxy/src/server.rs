@@ -67,6 +67,7 @@ pub struct Gateway {
     /// Reload when the config file or a file it names changes.
     watch_config: bool,
     last_error: Arc<std::sync::Mutex<Option<String>>>,
+    slots: AcceptSlots,
 }
 
 fn bind_std(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -164,6 +165,7 @@ impl Gateway {
             admin,
             watch_config: true,
             last_error: Arc::default(),
+            slots: Arc::default(),
         })
     }
 
@@ -178,6 +180,7 @@ impl Gateway {
             runtime: self.runtime.clone(),
             ticketer: self.ticketer.clone(),
             listen_addrs: self.listen_addrs.clone(),
+            slots: self.slots.clone(),
             registry: self.registry.clone(),
             fetcher: self.fetcher.clone(),
             config: self.config.clone(),
@@ -212,7 +215,15 @@ impl Gateway {
                 fetcher: self.fetcher.clone(),
                 conn_ids: conn_ids.clone(),
             };
-            tasks.push(tokio::spawn(accept_loop(l, ctx, stop_rx.clone())));
+            let (one_tx, one_rx) = watch::channel(false);
+            if let Ok(mut slots) = self.slots.lock() {
+                slots.push(AcceptSlot {
+                    addr: self.listen_addrs[i],
+                    stop: one_tx,
+                    ctx: ctx.clone(),
+                });
+            }
+            tasks.push(tokio::spawn(accept_loop(l, ctx, one_rx)));
         }
         for (l, r) in self.redirects {
             let headers = self.runtime.load().default_headers.clone();
@@ -280,6 +291,7 @@ impl Gateway {
     }
 }
 
+#[derive(Clone)]
 struct AcceptCtx {
     runtime: Arc<ArcSwap<Runtime>>,
     listener: usize,
@@ -293,8 +305,19 @@ struct AcceptCtx {
     fetcher: Arc<crate::mtls::fetch::RevocationFetcher>,
 }
 
+/// A serving listener: its configured address, the switch that stops its
+/// accept loop alone (a reload that moves it), and what a replacement needs.
+struct AcceptSlot {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    ctx: AcceptCtx,
+}
+
+type AcceptSlots = Arc<std::sync::Mutex<Vec<AcceptSlot>>>;
+
 async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Receiver<bool>) {
     let mut cap_logged = false;
+    let mut global = ctx.stop.clone();
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -307,6 +330,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Rec
                 }
             },
             _ = stop.changed() => break,
+            _ = global.changed() => break,
         };
         let permit = match ctx.limit.clone().try_acquire_owned() {
             Ok(p) => {
@@ -616,6 +640,7 @@ pub struct Reloader {
     runtime: Arc<ArcSwap<Runtime>>,
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
     listen_addrs: Vec<SocketAddr>,
+    slots: AcceptSlots,
     registry: Arc<ConnRegistry>,
     fetcher: Arc<crate::mtls::fetch::RevocationFetcher>,
     config: Arc<ArcSwap<Config>>,
@@ -688,16 +713,43 @@ impl Reloader {
     }
 
     /// Swaps in `config`; on error the running runtime stays.
+    /// A listener whose address changed is bound at the new address before
+    /// the old one stops accepting (connections already open carry on).
     pub fn apply(&self, config: Arc<Config>) -> Result<(), String> {
         let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
-        if addrs != self.listen_addrs {
-            return Err(
-                "listener addresses changed: a reload cannot move listeners yet; restart to apply"
-                    .into(),
-            );
+        let current: Vec<SocketAddr> = match self.slots.lock() {
+            Ok(s) if !s.is_empty() => s.iter().map(|s| s.addr).collect(),
+            _ => self.listen_addrs.clone(),
+        };
+        if addrs.len() != current.len() {
+            return Err(format!(
+                "the config has {} listener(s), the running gateway {}: adding or removing a listener needs a restart (a reload can move one to a new address)",
+                addrs.len(),
+                current.len()
+            ));
+        }
+        let mut moved = Vec::new();
+        for (i, (new, old)) in addrs.iter().zip(&current).enumerate() {
+            if new != old {
+                let l = bind_std(*new).map_err(|e| e.to_string())?;
+                moved.push((i, *old, *new, l));
+            }
         }
         self.swap(&config)?;
         self.config.store(config);
+        if let Ok(mut slots) = self.slots.lock() {
+            for (i, old, new, l) in moved {
+                let Some(slot) = slots.get_mut(i) else {
+                    continue;
+                };
+                let (tx, rx) = watch::channel(false);
+                tokio::spawn(accept_loop(l, slot.ctx.clone(), rx));
+                let _ = slot.stop.send(true);
+                slot.stop = tx;
+                slot.addr = new;
+                tracing::info!(%old, %new, "listener moved: the new address accepts, the old one is closed; open connections carry on");
+            }
+        }
         Ok(())
     }
 

@@ -458,3 +458,77 @@ print(ok, fail, errors[:5])
         "{m}"
     );
 }
+
+#[test]
+fn a_reload_moves_a_listener_and_its_open_connections_carry_on() {
+    use std::io::{BufRead, BufReader, Write};
+    let env = env();
+    let admin = free_port();
+    let toml = admin_config(&env, admin, "");
+    let gw = env.start(&toml);
+    // A keep-alive connection on the old address, held across the move.
+    let script = format!(
+        r#"
+import http.client, ssl, sys
+ctx = ssl.create_default_context(cafile="{ca}")
+c = http.client.HTTPSConnection("localhost", {port}, context=ctx)
+c.request("GET", "/before"); r = c.getresponse(); r.read(); print(r.status, flush=True)
+sys.stdin.readline()
+c.request("GET", "/after"); r = c.getresponse(); r.read(); print(r.status, flush=True)
+"#,
+        ca = env.ca_file().display(),
+        port = env.https_port
+    );
+    let mut py = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "200");
+
+    let new_port = free_port();
+    std::fs::write(
+        &gw.config,
+        toml.replace(
+            &format!("127.0.0.1:{}", env.https_port),
+            &format!("127.0.0.1:{new_port}"),
+        ),
+    )
+    .unwrap();
+    let r = admin_post(admin, "/reload", "", env.path());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        Curl::https(new_port, "/moved", env.ca_file()).run().status,
+        200
+    );
+    assert!(
+        Curl::https(env.https_port, "/old", env.ca_file())
+            .try_run()
+            .is_err(),
+        "the old address must no longer accept"
+    );
+    // The connection opened before the move still answers.
+    writeln!(py.stdin.as_mut().unwrap()).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "200");
+    let _ = py.wait();
+
+    // Adding a listener is refused with the reason; the gateway keeps serving.
+    let two = toml.replace(
+        &format!("127.0.0.1:{}", env.https_port),
+        &format!("127.0.0.1:{new_port}"),
+    ) + &env
+        .listener_toml("")
+        .replace(&env.https_port.to_string(), &free_port().to_string())
+        .replace("name = \"https\"", "name = \"second\"");
+    std::fs::write(&gw.config, two).unwrap();
+    let r = admin_post(admin, "/reload", "", env.path());
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("restart"), "{}", r.text());
+    assert_eq!(
+        Curl::https(new_port, "/still", env.ca_file()).run().status,
+        200
+    );
+}
