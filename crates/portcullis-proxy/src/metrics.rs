@@ -298,6 +298,11 @@ impl Metrics {
         }
     }
 
+    /// Counts one event of a by-reason family (graphql_rejections, validation_failures, websocket_closes).
+    pub fn count(&self, family: &Family<ReasonLabel, Counter>, reason: &'static str) {
+        family.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
     /// Counts an authentication or authorization refusal.
     pub fn auth_failure(&self, scheme: &'static str, reason: &'static str) {
         self.auth_failures

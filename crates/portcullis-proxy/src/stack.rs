@@ -616,9 +616,20 @@ async fn proxy(
     // Request validation ([route.validate]): content type, parameters, JSON limits while
     // reading, schema; a validated JSON body ends up in `buffered` and is forwarded from there.
     if let Some(v) = &route.cfg.validate {
-        crate::validate::check(v, &route.cfg, &mut req, &path, &mut buffered, limits)
-            .await
-            .map_err(|e| (e, Some(ri)))?;
+        if let Err(e) =
+            crate::validate::check(v, &route.cfg, &mut req, &path, &mut buffered, limits).await
+        {
+            rt.metrics.count(
+                &rt.metrics.validation_failures,
+                match &e {
+                    GatewayError::UnsupportedMediaType => "content_type",
+                    GatewayError::ValidationFailed(_) => "invalid",
+                    GatewayError::PayloadTooLarge => "too_large",
+                    _ => "other",
+                },
+            );
+            return Err((e, Some(ri)));
+        }
     }
     // GraphQL limits ([route.graphql]): operations parsed and measured; a refusal never goes upstream.
     if let Some(g) = &route.cfg.graphql {
@@ -627,6 +638,7 @@ async fn proxy(
             buffered = Some(read.map_err(|e| (e, Some(ri)))?);
         }
         if let Err(r) = g.check(req.method(), req.uri(), req.headers(), buffered.as_deref()) {
+            rt.metrics.count(&rt.metrics.graphql_rejections, r.reason());
             tracing::info!(request_id = %log.request_id, route = %route.cfg.name, reason = r.reason(), message = r.message(), "graphql request refused");
             return Err((GatewayError::Graphql(Box::new(r)), Some(ri)));
         }
@@ -645,6 +657,7 @@ async fn proxy(
                 .take(200)
                 .collect::<String>()
         });
+        rt.metrics.auth_failure("websocket", "origin_not_allowed");
         tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, origin = origin.as_deref().unwrap_or("(none)"), "websocket upgrade refused: origin not allowed");
         return Err((GatewayError::Forbidden, Some(ri)));
     }
