@@ -527,3 +527,121 @@ fn a_jwt_authenticated_websocket_closes_when_its_token_expires() {
         ["open", "echo 'hi'", "close 1008 token expired"]
     );
 }
+
+/// WebSocket over HTTP/2 (RFC 8441) with Python's `h2`: the gateway's
+/// SETTINGS_ENABLE_CONNECT_PROTOCOL, an extended CONNECT, then masked
+/// WebSocket frames in DATA frames. argv: port path ca [origin].
+const H2_WS: &str = r#"
+import os, socket, ssl, struct, sys
+import h2.config, h2.connection, h2.events
+port, path, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+origin = sys.argv[4] if len(sys.argv) > 4 else None
+ctx = ssl.create_default_context(cafile=ca)
+ctx.set_alpn_protocols(['h2'])
+s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port), timeout=15), server_hostname='localhost')
+assert s.selected_alpn_protocol() == 'h2'
+c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+c.initiate_connection(); s.sendall(c.data_to_send())
+def pump():
+    data = s.recv(65536)
+    if not data: raise EOFError
+    evs = c.receive_data(data)
+    out = c.data_to_send()
+    if out: s.sendall(out)
+    return evs
+got_settings = False
+while not got_settings:
+    got_settings = any(isinstance(e, h2.events.RemoteSettingsChanged) for e in pump())
+print('enable_connect_protocol', c.remote_settings.enable_connect_protocol, flush=True)
+sid = c.get_next_available_stream_id()
+headers = [(':method', 'CONNECT'), (':protocol', 'websocket'), (':scheme', 'https'),
+           (':path', path), (':authority', f'localhost:{port}'), ('sec-websocket-version', '13')]
+if origin: headers.append(('origin', origin))
+c.send_headers(sid, headers); s.sendall(c.data_to_send())
+buf = b''
+status = None
+while status is None:
+    for e in pump():
+        if isinstance(e, h2.events.ResponseReceived):
+            status = dict(e.headers)[b':status'].decode()
+        elif isinstance(e, h2.events.DataReceived):
+            buf += e.data; c.acknowledge_received_data(e.flow_controlled_length, sid)
+        elif isinstance(e, h2.events.StreamReset) and status is None:
+            print('reset'); sys.exit(0)
+print('status', status, flush=True)
+if status != '200': sys.exit(0)
+def frame(op, payload):
+    mask = os.urandom(4); n = len(payload)
+    hdr = bytes([0x80 | op]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack('>H', n))
+    return hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+ended = False
+def next_frame():
+    global buf, ended
+    while True:
+        if len(buf) >= 2:
+            n, off = buf[1] & 0x7f, 2
+            if n == 126 and len(buf) >= 4: n, off = struct.unpack('>H', buf[2:4])[0], 4
+            if n < 126 or off == 4:
+                if len(buf) >= off + n:
+                    op, data, buf = buf[0] & 0x0f, buf[off:off + n], buf[off + n:]
+                    return op, data
+        if ended: raise EOFError
+        for e in pump():
+            if isinstance(e, h2.events.DataReceived):
+                buf += e.data; c.acknowledge_received_data(e.flow_controlled_length, sid)
+            elif isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)):
+                ended = True
+for msg in [b'over h2', b'y' * 300]:
+    c.send_data(sid, frame(1, msg)); s.sendall(c.data_to_send())
+    while True:
+        op, data = next_frame()
+        if op != 9: break
+    print('echo', op, data.decode() if len(data) < 100 else '%d bytes' % len(data), flush=True)
+c.send_data(sid, frame(8, struct.pack('>H', 1000))); s.sendall(c.data_to_send())
+while True:
+    op, data = next_frame()
+    if op == 8: print('close', struct.unpack('>H', data[:2])[0]); break
+"#;
+
+#[test]
+fn websocket_over_http2_extended_connect_in_both_modes() {
+    let env = env();
+    let _g = env.start(&echo_config(
+        &env,
+        &format!(
+            "{ECHO_ROUTES}\n[[route]]\nname = \"strict\"\npath = \"/strict/\"\nupstream = \"echo\"\n\
+             [route.websocket]\nallowed_origins = [\"https://app.example.com\"]\n"
+        ),
+    ));
+    let port = env.https_port.to_string();
+    let ca = env.ca_file().display().to_string();
+    for path in ["/tunnel/h2", "/ws/h2", "/strict/h2"] {
+        let mut args = vec![port.as_str(), path, ca.as_str()];
+        if path == "/strict/h2" {
+            args.push("https://app.example.com");
+        }
+        let out = python(H2_WS, &args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{path}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "enable_connect_protocol 1",
+                "status 200",
+                "echo 1 over h2",
+                "echo 1 300 bytes",
+                "close 1000"
+            ],
+            "{path}"
+        );
+    }
+    // The Origin allowlist holds over HTTP/2 too.
+    let out = python(H2_WS, &[&port, "/strict/h2", &ca, "https://evil.example"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("status 403"), "{text}");
+}
