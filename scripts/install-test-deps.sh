@@ -2,12 +2,13 @@
 # Installs what the test suite needs on a fresh Debian machine (run as root):
 # the real clients the tests drive (curl, openssl, node), redis-server (the
 # cluster rate-limit tests start their own) and the Python packages
-# of the interop tests and probes.
+# of the interop tests and probes, and the TLS scanners (testssl.sh, sslyze)
+# of tests/tls_scan.rs.
 # Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
-for pair in curl:curl openssl:openssl python3:python3 node:nodejs redis-server:redis-server; do
+for pair in curl:curl openssl:openssl python3:python3 node:nodejs redis-server:redis-server testssl:testssl.sh; do
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -26,6 +27,7 @@ python3 -c 'import websockets' 2>/dev/null || py_need+=(websockets)
 python3 -c 'import http_message_signatures' 2>/dev/null || py_need+=(http-message-signatures)
 python3 -c 'import jwt' 2>/dev/null || py_need+=(pyjwt)
 python3 -c 'import cryptography' 2>/dev/null || py_need+=(cryptography)
+python3 -c 'import sslyze' 2>/dev/null || py_need+=(sslyze)
 python3 -c 'import kosoku' 2>/dev/null || py_need+=(kosoku)
 if [ ${#py_need[@]} -gt 0 ]; then
   echo "installing Python packages: ${py_need[*]}"

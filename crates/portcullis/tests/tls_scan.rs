@@ -29,29 +29,37 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
-/// The first of `names` that runs on this machine (`<name> <probe_arg>`), or
-/// `None` after a loud skip message; in CI a missing tool fails the test.
-fn find_tool(names: &[&str], probe_arg: &str, install: &str) -> Option<String> {
-    for n in names {
-        let ok = Command::new(n)
+/// The first of `candidates` (a command and its arguments) that runs on this
+/// machine with `probe_arg`, or `None` after a loud skip message; in CI a
+/// missing tool fails the test.
+fn find_tool(candidates: &[&[&str]], probe_arg: &str, install: &str) -> Option<Vec<String>> {
+    for c in candidates {
+        let ok = Command::new(c[0])
+            .args(&c[1..])
             .arg(probe_arg)
             .stdin(std::process::Stdio::null())
             .output()
             .is_ok_and(|o| o.status.success());
         if ok {
-            return Some(n.to_string());
+            return Some(c.iter().map(|s| s.to_string()).collect());
         }
     }
+    let name = candidates[0].join(" ");
     assert!(
         !in_ci(),
-        "{} is not installed and CI is set: a missing scanner is a failure in CI ({install})",
-        names[0]
+        "{name} is not installed and CI is set: a missing scanner is a failure in CI ({install})"
     );
     eprintln!(
-        "\n!!!!! SKIPPED: {} is not installed ({install}; scripts/install-test-deps.sh does it) !!!!!\n",
-        names[0]
+        "\n!!!!! SKIPPED: {name} is not installed ({install}; scripts/install-test-deps.sh does it) !!!!!\n"
     );
     None
+}
+
+/// A `Command` for a tool found by [`find_tool`].
+fn tool(cmd: &[String]) -> Command {
+    let mut c = Command::new(&cmd[0]);
+    c.args(&cmd[1..]);
+    c
 }
 
 /// A gateway with one echo upstream, one catch-all route and the given
@@ -114,14 +122,14 @@ fn str_set(v: &Value) -> BTreeSet<String> {
 /// Runs sslyze against 127.0.0.1:`port` (SNI localhost) and returns its
 /// stdout, exit status and parsed JSON.
 fn run_sslyze(
-    sslyze: &str,
+    sslyze: &[String],
     env: &TestEnv,
     port: u16,
     config: &str,
     client: Option<&TestCert>,
 ) -> (String, bool, Value) {
     let json = env.path().join(format!("sslyze-{config}-{port}.json"));
-    let mut cmd = Command::new(sslyze);
+    let mut cmd = tool(sslyze);
     cmd.arg(format!("--mozilla_config={config}"))
         // The server certificate comes from the test's private CA: sslyze's
         // public trust stores (Mozilla, Apple …) cannot know it, so the CA is
@@ -390,7 +398,7 @@ fn compliance_section(stdout: &str) -> &str {
 }
 
 fn assert_sslyze_compliant(
-    sslyze: &str,
+    sslyze: &[String],
     env: &TestEnv,
     port: u16,
     config: &str,
@@ -425,7 +433,12 @@ fn accepted_versions(json: &Value) -> Vec<&'static str> {
 
 #[test]
 fn sslyze_mozilla_intermediate_on_default_and_mtls_listeners_modern_on_modern() {
-    let Some(sslyze) = find_tool(&["sslyze"], "--help", "pip install sslyze") else {
+    // `python3 -m sslyze`: the same interpreter that reads the Mozilla profile below.
+    let Some(sslyze) = find_tool(
+        &[&["python3", "-m", "sslyze"]],
+        "--help",
+        "pip install sslyze",
+    ) else {
         return;
     };
     let env = env();
@@ -540,7 +553,7 @@ fn testssl_severity_fails(sev: &str) -> bool {
 #[test]
 fn testssl_finds_nothing_medium_or_worse_outside_the_allowlist() {
     let Some(testssl) = find_tool(
-        &["testssl", "testssl.sh"],
+        &[&["testssl"], &["testssl.sh"]],
         "--version",
         "apt-get install testssl.sh",
     ) else {
@@ -553,7 +566,7 @@ fn testssl_finds_nothing_medium_or_worse_outside_the_allowlist() {
     // address the gateway listens on. The JSON keeps every severity (no
     // --severity filter) so that the test can also see that the checks ran;
     // the MEDIUM threshold is applied below.
-    let out = run(Command::new(&testssl)
+    let out = run(tool(&testssl)
         .args([
             "--quiet",
             "--color",
