@@ -532,3 +532,33 @@ c.request("GET", "/after"); r = c.getresponse(); r.read(); print(r.status, flush
         200
     );
 }
+
+#[test]
+fn tls_session_resumption_survives_a_reload() {
+    let env = env();
+    let admin = free_port();
+    let toml = admin_config(&env, admin, "");
+    let _gw = env.start(&toml);
+    let sess = env.path().join("tls12.sess");
+    let s_client = |extra: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "sleep 0.3 | openssl s_client -tls1_2 -connect 127.0.0.1:{} -servername localhost -CAfile {} {extra} 2>&1",
+                env.https_port,
+                env.ca_file().display()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = s_client(&format!("-sess_out {}", sess.display()));
+    assert!(first.contains("New,"), "{first}");
+    let r = admin_post(admin, "/reload", "", env.path());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let again = s_client(&format!("-sess_in {}", sess.display()));
+    assert!(
+        again.contains("Reused,"),
+        "a ticket issued before the reload must resume after it: {again}"
+    );
+}
