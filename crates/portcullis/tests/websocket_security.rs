@@ -645,3 +645,60 @@ fn websocket_over_http2_extended_connect_in_both_modes() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("status 403"), "{text}");
 }
+
+#[test]
+fn websocket_policy_errors_name_the_line_field_and_fix() {
+    let env = env();
+    let toml = echo_config(
+        &env,
+        "[[route]]\nname = \"ws\"\npath = \"/\"\nupstream = \"echo\"\n[route.websocket]\n\
+         allowed_origins = [\"app.example.com\"]\nmessage_rate = \"fast\"\n\
+         heartbeat_interval = \"0s\"\nmax_frame_size = \"huge\"\n",
+    );
+    let out = env.check("portcullis.toml", &toml);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let line = |needle: &str| {
+        toml.lines()
+            .position(|l| l.starts_with(needle))
+            .map(|i| i + 1)
+            .expect("line")
+    };
+    for (key, text) in [
+        ("allowed_origins", "\"app.example.com\" is not an origin"),
+        ("message_rate", "\"fast\" is not a rate"),
+        ("heartbeat_interval", "must be longer than zero"),
+        ("max_frame_size", "\"huge\" is not a size"),
+    ] {
+        let at = format!("portcullis.toml:{}:", line(key));
+        let diag = err
+            .lines()
+            .zip(err.lines().skip(1))
+            .find(|(l, _)| l.contains(&at) && l.contains(&format!("route \"ws\".websocket.{key}")))
+            .unwrap_or_else(|| panic!("no error for {key} at {at}:\n{err}"));
+        assert!(diag.0.contains(text), "{}", diag.0);
+        assert!(diag.1.trim_start().starts_with("fix:"), "{}", diag.1);
+    }
+    // A misspelt key is refused with the accepted ones listed.
+    let toml = echo_config(
+        &env,
+        "[[route]]\npath = \"/\"\nupstream = \"echo\"\n[route.websocket]\nheartbeat = \"30s\"\n",
+    );
+    let out = env.check("portcullis.toml", &toml);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "portcullis.toml:{}:",
+            line_in(&toml, "heartbeat ")
+        )) && err.contains("heartbeat_interval"),
+        "{err}"
+    );
+}
+
+fn line_in(toml: &str, prefix: &str) -> usize {
+    toml.lines()
+        .position(|l| l.starts_with(prefix))
+        .map(|i| i + 1)
+        .expect("line")
+}
