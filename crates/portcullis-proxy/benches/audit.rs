@@ -20,7 +20,7 @@ fn record(log: &AuditLog, i: u64) {
         Some("CN=client-42,O=Example"),
         "payments",
         black_box("0f3c9a7e5b1d4c2a8e6f0b9d7c5a3e1f"),
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             "apikey: missing"
         } else {
             "apikey: unknown key"

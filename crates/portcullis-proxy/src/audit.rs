@@ -400,7 +400,12 @@ impl AuditLog {
             }
         }
         let mut file = open_file(path).map_err(ctx)?;
-        let head = last_line_head(&mut file).map_err(|e| {
+        // Another process (a CLI revocation, an overlapping restart) may be appending.
+        let _ = file.lock();
+        let head = last_line_head(&mut file);
+        let end = file.metadata().map_or(0, |m| m.len());
+        let _ = file.unlock();
+        let head = head.map_err(|e| {
             ctx(io::Error::new(
                 e.kind(),
                 format!("{e}; run `portcullis audit verify {}`, then move the file aside to start a new chain", path.display()),
@@ -414,6 +419,7 @@ impl AuditLog {
             file,
             path: path.to_path_buf(),
             head,
+            end,
             dropped: dropped.clone(),
             reported: 0,
             failing: false,
@@ -568,6 +574,8 @@ struct Writer {
     path: PathBuf,
     /// The last record on disk.
     head: ChainHead,
+    /// The file's length after our last write: longer means another writer appended.
+    end: u64,
     dropped: Arc<AtomicU64>,
     /// Dropped events already recorded in the chain.
     reported: u64,
@@ -619,6 +627,29 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
+        // Writers of one file (this gateway, `portcullis cert revoke --audit-log`, an
+        // overlapping restart) take turns under an exclusive lock and chain onto the
+        // last line on disk. A file that shrank (cut, or truncated by hand) keeps our
+        // chain, so that the cut shows in `audit verify`.
+        let _ = self.file.lock();
+        let len = self.file.metadata().map_or(self.end, |m| m.len());
+        if len > self.end {
+            match last_line_head(&mut self.file) {
+                Ok(h) => self.head = h,
+                Err(e) => {
+                    tracing::error!(path = %self.path.display(), error = %e, "audit log: another writer left an incomplete line; chaining on from this writer's last record")
+                }
+            }
+        } else if len < self.end {
+            tracing::error!(path = %self.path.display(), "audit log: the file shrank since the last write (truncated?); the chain goes on from the last record written");
+        }
+        self.write_locked(batch, dropped, unreported);
+        self.end = self.file.metadata().map_or(self.end, |m| m.len());
+        let _ = self.file.unlock();
+        batch.clear();
+    }
+
+    fn write_locked(&mut self, batch: &[AuditEvent], dropped: u64, unreported: u64) {
         let mut head = self.head.clone();
         let mut buf = Vec::with_capacity(batch.len() * 320);
         for ev in batch.iter() {
@@ -651,7 +682,6 @@ impl Writer {
                 self.failing = true;
             }
         }
-        batch.clear();
     }
 }
 
@@ -922,6 +952,50 @@ mod tests {
         assert_eq!(check(&read(&path)).unwrap().records, 100);
         let other = AuditLog::open(&dir.path().join("other.log")).unwrap();
         assert!(!a.same_as(&other));
+    }
+
+    #[test]
+    fn another_writer_appending_is_chained_onto() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        log.record(ev(AuditKind::AuthFailure, 1));
+        log.flush_blocking();
+        // Another process appends a chained record (as `cert revoke --audit-log` does).
+        let head = read_head(&path).unwrap();
+        let mut line = AuditEvent::new(AuditKind::CertRevoked, "keyCompromise")
+            .render(head.seq + 1, &head.hash);
+        line.push(b'\n');
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&line).unwrap();
+        drop(f);
+        log.record(ev(AuditKind::AuthFailure, 3));
+        log.flush_blocking();
+        let text = read(&path);
+        assert_eq!(check(&text).unwrap().records, 3, "{text}");
+        assert!(text.lines().nth(1).unwrap().contains("cert_revoked"));
+    }
+
+    #[test]
+    fn a_truncated_file_keeps_the_chain_so_the_cut_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        for i in 0..3 {
+            log.record(ev(AuditKind::AuthFailure, i));
+        }
+        log.flush_blocking();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        log.record(ev(AuditKind::AuthFailure, 4));
+        log.flush_blocking();
+        let e = check(&read(&path)).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("starts at seq 4"), "{e}");
     }
 
     #[test]

@@ -281,7 +281,7 @@ impl PkiService {
                                 .identity(Some(&id.subject_dn))
                                 .route("pki")
                                 .request_id(request_id)
-                                .detail("old_serial", id.serial_hex.clone())
+                                .detail("old_serial", id.serial_hex.to_ascii_lowercase())
                                 .detail("serial", issued.serial_hex.clone()),
                         );
                         reply(StatusCode::OK, "application/x-pem-file", issued.chain_pem)

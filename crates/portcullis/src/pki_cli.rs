@@ -230,6 +230,9 @@ pub enum CertCommand {
         /// Where to write the new CRL [default: <dir>/crl.pem].
         #[arg(long)]
         crl: Option<PathBuf>,
+        /// Also record the revocation in this audit log (the gateway's [audit] path).
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
     },
 }
 
@@ -375,10 +378,37 @@ pub fn run_cert(cmd: CertCommand) -> Result<()> {
             serial_or_name,
             reason,
             crl,
+            audit_log,
         } => {
             let ca = dir.open()?;
             let reason: RevocationReason = reason.parse()?;
+            // Opened first: a bad path fails before anything is revoked.
+            let audit = audit_log
+                .as_deref()
+                .map(portcullis_proxy::audit::AuditLog::open)
+                .transpose()?;
             let rec = ca.revoke(&serial_or_name, reason)?;
+            if let Some(audit) = audit {
+                use portcullis_proxy::audit::{AuditEvent, AuditKind};
+                let actor = std::env::var("SUDO_USER")
+                    .or_else(|_| std::env::var("USER"))
+                    .unwrap_or_else(|_| "unknown".into());
+                audit.record(
+                    AuditEvent::new(AuditKind::CertRevoked, reason.to_string())
+                        .identity(Some(&rec.name))
+                        .detail("serial", rec.serial.to_string())
+                        .detail("actor", format!("cli:{actor}")),
+                );
+                audit.flush_blocking();
+                if audit.dropped() > 0 {
+                    bail!(
+                        "revoked, but the audit record could not be written to {}",
+                        audit
+                            .path()
+                            .map_or(String::new(), |p| p.display().to_string())
+                    );
+                }
+            }
             let path = crl.unwrap_or_else(|| ca.default_crl_path());
             let crl = ca
                 .write_crl(&path, DEFAULT_CRL_VALIDITY)

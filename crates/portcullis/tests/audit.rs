@@ -2,9 +2,13 @@
 //! reloads (accepted and refused) become hash-chained JSON lines with request
 //! ids; the chain continues across a reload and a restart; `portcullis audit
 //! verify` says OK, then finds an edited and a deleted line in copies, and
-//! the API key a client sent never reaches the file.
+//! the API key a client sent never reaches the file. Certificates issued,
+//! renewed and refused at the gateway's PKI endpoints, and revoked with
+//! `portcullis cert revoke --audit-log` while the gateway writes the same
+//! file, join one chain.
 
 mod common;
+mod pki_support;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -268,5 +272,214 @@ fn audit_config_errors_name_the_line() {
     assert!(
         t.contains("audit.path") && t.contains("incomplete") && t.contains("audit verify"),
         "{t}"
+    );
+}
+
+/// `curl` POSTing `data` (`@file`) with extra args; returns the HTTP status (0: failed).
+fn post(root: &Path, url: &str, data: &str, extra: &[&str]) -> u16 {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "15", "--cacert"])
+        .arg(root)
+        .args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+            data,
+        ])
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn pki_issue_renew_and_cli_revoke_join_one_chain() {
+    use pki_support::{init_ca, issued_serial, openssl, pc, s};
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca");
+    let certs = tmp.path().join("certs");
+    init_ca(&ca, &[]);
+    pc(&[
+        "cert",
+        "issue",
+        "server",
+        "localhost",
+        "--ip",
+        "127.0.0.1",
+        "--dir",
+        s(&ca),
+        "--out",
+        s(&certs),
+    ])
+    .expect_ok("server certificate");
+    let port = free_port();
+    let audit = tmp.path().join("audit.log");
+    let root = ca.join("root.crt");
+    let config = tmp.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[log]\naccess_log = \"off\"\n\n[audit]\npath = \"audit.log\"\n\n\
+             [[listener]]\naddress = \"127.0.0.1:{port}\"\nclient_auth = \"optional\"\nclient_ca = [{root:?}]\n\
+             [[listener.certificate]]\ncert = {cert:?}\nkey = {key:?}\n\n[pki]\nca_dir = {ca:?}\n",
+            root = s(&root),
+            cert = s(&certs.join("localhost.crt")),
+            key = s(&certs.join("localhost.key")),
+            ca = s(&ca),
+        ),
+    )
+    .unwrap();
+    let gw = GatewayProcess::start(BIN.as_ref(), &config, ([127, 0, 0, 1], port).into());
+    let url = |p: &str| format!("https://127.0.0.1:{port}{p}");
+    let csr = |stem: &str| {
+        let csr = tmp.path().join(format!("{stem}.csr"));
+        let key = tmp.path().join(format!("{stem}.key"));
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&csr),
+            "-subj",
+            "/CN=ignored",
+        ])
+        .expect_ok("openssl req");
+        format!("@{}", s(&csr))
+    };
+
+    // Enrollment: issued once, then the used token refused.
+    let token = pc(&[
+        "token",
+        "create",
+        "svc-orders",
+        "--ttl",
+        "10m",
+        "--dir",
+        s(&ca),
+    ])
+    .expect_ok("token create")
+    .stdout
+    .trim()
+    .to_string();
+    let auth = format!("Authorization: Bearer {token}");
+    let data = csr("orders");
+    let enroll = url("/pki/enroll");
+    let with_id = |id: &str| format!("X-Request-Id: {id}");
+    let h = |a: &str, b: &str| [("-H", a.to_string()), ("-H", b.to_string())];
+    let args = |hs: &[(&str, String)]| -> Vec<String> {
+        hs.iter()
+            .flat_map(|(f, v)| [f.to_string(), v.clone()])
+            .collect()
+    };
+    let run = |data: &str, u: &str, a: Vec<String>| {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        post(&root, u, data, &refs)
+    };
+    assert_eq!(
+        run(&data, &enroll, args(&h(&auth, &with_id("enroll-1")))),
+        200
+    );
+    assert_eq!(
+        run(&data, &enroll, args(&h(&auth, &with_id("enroll-2")))),
+        401
+    );
+
+    // Renewal over mutual TLS.
+    let old = issued_serial(
+        &pc(&[
+            "cert",
+            "issue",
+            "client",
+            "carol",
+            "--dir",
+            s(&ca),
+            "--out",
+            s(&certs),
+        ])
+        .expect_ok("cert issue client"),
+    );
+    let (ccrt, ckey) = (certs.join("carol.crt"), certs.join("carol.key"));
+    let mut a = args(&[("-H", with_id("renew-1"))]);
+    a.extend(["--cert", s(&ccrt), "--key", s(&ckey)].map(String::from));
+    assert_eq!(run(&csr("carol-next"), &url("/pki/renew"), a), 200);
+
+    // Revoked from the command line into the file the gateway is writing.
+    let cli = pc(&[
+        "cert",
+        "revoke",
+        &old,
+        "--reason",
+        "keyCompromise",
+        "--dir",
+        s(&ca),
+        "--audit-log",
+        s(&audit),
+    ])
+    .expect_ok("cert revoke --audit-log");
+    assert!(cli.stdout.contains("Revoked"), "{cli:#?}");
+    // The gateway chains its next record onto the CLI's.
+    assert_eq!(
+        run(
+            &csr("x"),
+            &url("/pki/renew"),
+            args(&[("-H", with_id("renew-2"))])
+        ),
+        496
+    );
+
+    let recs = wait_records(&audit, 5);
+    assert_eq!(recs.len(), 5, "{recs:#?}");
+    let r = find(&recs, "enroll-1");
+    assert_eq!(r["event"], "cert_issued");
+    assert!(
+        r["identity"].as_str().unwrap().contains("CN=svc-orders"),
+        "{r}"
+    );
+    assert_eq!(r["detail"]["serial"].as_str().unwrap().len(), 32, "{r}");
+    let r = find(&recs, "enroll-2");
+    assert_eq!(r["event"], "cert_refused");
+    assert!(
+        r["reason"].as_str().unwrap().contains("token already used"),
+        "{r}"
+    );
+    let r = find(&recs, "renew-1");
+    assert_eq!(r["event"], "cert_renewed");
+    assert!(r["identity"].as_str().unwrap().contains("CN=carol"), "{r}");
+    let old_serial = r["detail"]["old_serial"].as_str().unwrap();
+    assert_eq!(
+        old_serial.trim_start_matches('0'),
+        old.trim_start_matches('0'),
+        "{r}"
+    );
+    let r = &recs[3];
+    assert_eq!(r["event"], "cert_revoked", "{recs:#?}");
+    assert_eq!(r["identity"], "carol");
+    assert_eq!(r["reason"], "keyCompromise");
+    assert_eq!(r["detail"]["serial"], old.as_str());
+    assert_eq!(find(&recs, "renew-2")["event"], "cert_refused");
+    let raw = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        !raw.contains(&token),
+        "an enrollment token reached the audit log"
+    );
+    drop(gw);
+    let out = verify(&audit);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("OK: 5 records, chain intact"),
+        "{}",
+        text(&out)
     );
 }
