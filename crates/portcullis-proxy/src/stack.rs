@@ -918,6 +918,7 @@ async fn proxy(
                             kill: conn.kill.clone(),
                             token_expires: token_expires
                                 .filter(|_| ws_policy.close_on_token_expiry),
+                            metrics: Some(rt.metrics.clone()),
                         },
                     );
                 } else {

@@ -175,13 +175,17 @@ pub fn close_counts() -> Vec<(&'static str, u64)> {
         .collect()
 }
 
-fn record_close(reason: CloseReason, request_id: &str) {
+fn record_close(reason: CloseReason, request_id: &str, metrics: Option<&crate::metrics::Metrics>) {
     CLOSES[reason.index()].fetch_add(1, Ordering::Relaxed);
     match reason {
-        CloseReason::ClientClosed | CloseReason::UpstreamClosed => {
+        CloseReason::ClientClosed | CloseReason::UpstreamClosed | CloseReason::ClientGone => {
             tracing::debug!(%request_id, reason = reason.as_str(), "websocket closed")
         }
         _ => {
+            // `websocket_closes{reason}`: the closes the gateway decided.
+            if let Some(m) = metrics {
+                m.count(&m.websocket_closes, reason.as_str());
+            }
             tracing::info!(%request_id, reason = reason.as_str(), "websocket closed by the gateway")
         }
     }
@@ -255,6 +259,8 @@ pub struct Session {
     pub kill: Option<tokio::sync::watch::Receiver<bool>>,
     /// When the client's token expires (only with `close_on_token_expiry`).
     pub token_expires: Option<SystemTime>,
+    /// Where gateway-decided closes are counted.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// A client upgrade: HTTP/1.1 101 or an HTTP/2 extended CONNECT stream.
@@ -385,7 +391,7 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
             }
         }
     };
-    record_close(reason, rid);
+    record_close(reason, rid, s.metrics.as_deref());
 
     // Close both sessions: send the frames, then wait (bounded) for the replies.
     if let Some(f) = to_client {

@@ -274,7 +274,11 @@ fn python_websockets_over_wss_with_a_client_certificate_echoes_in_both_modes() {
 #[test]
 fn a_dead_client_is_closed_after_the_heartbeat_timeout() {
     let env = env();
-    let g = env.start(&echo_config(&env, ECHO_ROUTES));
+    let admin = free_port();
+    let g = env.start(&echo_config(
+        &env,
+        &format!("[admin]\naddress = \"127.0.0.1:{admin}\"\n\n{ECHO_ROUTES}"),
+    ));
     let out = python(
         DEAD_CLIENT,
         &[
@@ -297,6 +301,15 @@ fn a_dead_client_is_closed_after_the_heartbeat_timeout() {
             .contains("heartbeat_timeout")),
         "{}",
         log_of(&g)
+    );
+    // Counted for the metrics by a bounded reason.
+    let m = Curl::new(format!("http://127.0.0.1:{admin}/metrics")).run();
+    assert!(
+        m.text()
+            .lines()
+            .any(|l| l == "portcullis_websocket_closes_total{reason=\"heartbeat_timeout\"} 1"),
+        "{}",
+        m.text()
     );
 }
 
