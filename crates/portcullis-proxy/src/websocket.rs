@@ -303,6 +303,12 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
         (rate, cap, cap, Instant::now())
     });
     let mut ping_seq: u64 = 0;
+    let mut client_stalled = false;
+    // A write that cannot complete for this long means the peer stopped reading.
+    let (stall, stalled) = match hb_interval {
+        Some(_) => (p.heartbeat_timeout, CloseReason::HeartbeatTimeout),
+        None => (s.idle, CloseReason::IdleTimeout),
+    };
 
     // What ended the session: the reason, then the frames each side gets (None: already closed).
     let (reason, to_client, to_upstream): (CloseReason, Option<CloseFrame>, Option<CloseFrame>) = loop {
@@ -337,9 +343,13 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
                         *tokens -= 1.0;
                     }
                     last_activity = tokio::time::Instant::now();
-                    if let Err(e) = uw.send(m).await {
-                        tracing::debug!(request_id = %rid, error = %e, "upstream send failed");
-                        break (CloseReason::UpstreamGone, Some(close_frame(CloseCode::Error, "upstream error")), None);
+                    match tokio::time::timeout(stall, uw.send(m)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(request_id = %rid, error = %e, "upstream send failed");
+                            break (CloseReason::UpstreamGone, Some(close_frame(CloseCode::Error, "upstream error")), None);
+                        }
+                        Err(_) => break (CloseReason::UpstreamGone, Some(close_frame(CloseCode::Error, "upstream stalled")), None),
                     }
                 }
                 Some(Err(e)) => match close_code_for(&e) {
@@ -357,8 +367,14 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
                 Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) | Some(Ok(Message::Frame(_))) => {}
                 Some(Ok(m)) => {
                     last_activity = tokio::time::Instant::now();
-                    if cw.send(m).await.is_err() {
-                        break (CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone")));
+                    match tokio::time::timeout(stall, cw.send(m)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break (CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
+                        // The client stopped reading: as dead as one that stopped answering pings.
+                        Err(_) => {
+                                client_stalled = true;
+                                break (stalled, None, Some(close_frame(CloseCode::Away, "client gone")));
+                            }
                     }
                 }
             },
@@ -379,8 +395,14 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
                 if let (Some(at), Some(every)) = (next_ping, hb_interval) {
                     if at <= now {
                         ping_seq += 1;
-                        if cw.send(Message::Ping(Bytes::from(ping_seq.to_be_bytes().to_vec()))).await.is_err() {
-                            break (CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone")));
+                        let ping = Message::Ping(Bytes::from(ping_seq.to_be_bytes().to_vec()));
+                        match tokio::time::timeout(stall, cw.send(ping)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break (CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
+                            Err(_) => {
+                                client_stalled = true;
+                                break (stalled, None, Some(close_frame(CloseCode::Away, "client gone")));
+                            }
                         }
                         if pong_due.is_none() {
                             pong_due = Some(now + p.heartbeat_timeout);
@@ -400,7 +422,12 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
     if let Some(f) = to_upstream {
         let _ = tokio::time::timeout(CLOSE_WAIT, uw.close(Some(f))).await;
     }
-    tokio::join!(drain(&mut cw), drain(&mut uw));
+    if client_stalled {
+        // A client that stopped reading gets nothing more: its connection is dropped.
+        drain(&mut uw).await;
+    } else {
+        tokio::join!(drain(&mut cw), drain(&mut uw));
+    }
 }
 
 /// May an endpoint send this code in a close frame (1005, 1006, 1015 are never sent)?

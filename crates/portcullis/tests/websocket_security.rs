@@ -715,3 +715,60 @@ fn line_in(toml: &str, prefix: &str) -> usize {
         .map(|i| i + 1)
         .expect("line")
 }
+
+/// A raw client that sends and never reads: the echo's answers pile up until
+/// the gateway cannot write to it. Prints "closed" when the gateway drops it.
+const NON_READER: &str = r#"
+import base64, os, socket, ssl, struct, sys
+port, path, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.set_alpn_protocols(['http/1.1'])
+s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port), timeout=60), server_hostname='localhost')
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall((f"GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+head = b''
+while b'\r\n\r\n' not in head:
+    head += s.recv(1)
+print(head.split(b'\r\n')[0].decode(), flush=True)
+# A zero masking key leaves the payload as is (and is still a masked frame).
+frame = bytes([0x82, 0x80 | 127]) + struct.pack('>Q', 65536) + b'\0\0\0\0' + b'a' * 65536
+try:
+    for i in range(2000):
+        s.sendall(frame)
+    print('all sent')
+except socket.timeout:
+    print('timeout')
+except (OSError, ssl.SSLError):
+    print('closed')
+"#;
+
+#[test]
+fn a_client_that_stops_reading_is_closed_like_a_dead_one() {
+    let env = env();
+    // No heartbeat (a non-reader never answers pings either): the stalled write alone must end it.
+    let g = env.start(&echo_config(
+        &env,
+        "[[route]]\nname = \"ws\"\npath = \"/ws/\"\nupstream = \"echo\"\nupgrade_idle_timeout = \"2s\"\n\
+         [route.websocket]\nmax_message_size = \"1m\"\n",
+    ));
+    let out = python(
+        NON_READER,
+        &[
+            &env.https_port.to_string(),
+            "/ws/stuck",
+            &env.ca_file().display().to_string(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(text.trim_end().ends_with("closed"), "{text}");
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || log_of(&g)
+            .contains("reason=\"idle_timeout\"")
+            || log_of(&g).contains("reason=idle_timeout")),
+        "{}",
+        log_of(&g)
+    );
+}
