@@ -707,6 +707,25 @@ fn websocket_policy_errors_name_the_line_field_and_fix() {
         )) && err.contains("heartbeat_interval"),
         "{err}"
     );
+    // close_on_token_expiry on a route without JWT: a warning, not an error.
+    let toml = echo_config(
+        &env,
+        "[[route]]\npath = \"/\"\nupstream = \"echo\"\n[route.websocket]\nclose_on_token_expiry = true\n",
+    );
+    let out = env.check("portcullis.toml", &toml);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let at = format!(
+        "portcullis.toml:{}:",
+        line_in(&toml, "close_on_token_expiry")
+    );
+    assert!(
+        err.lines().any(|l| l.contains(&at)
+            && l.contains("warning")
+            && l.contains("close_on_token_expiry")
+            && l.contains("does not authenticate with JWT")),
+        "{err}"
+    );
 }
 
 fn line_in(toml: &str, prefix: &str) -> usize {

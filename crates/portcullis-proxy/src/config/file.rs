@@ -693,6 +693,5 @@ pub struct RouteWebsocketSection {
     /// Messages allowed at once above the rate (default: one second's worth).
     pub message_burst: Option<Spanned<u64>>,
     /// Close a JWT-authenticated connection (1008 "token expired") at the token's `exp`.
-    #[serde(default)]
-    pub close_on_token_expiry: bool,
+    pub close_on_token_expiry: Option<Spanned<bool>>,
 }

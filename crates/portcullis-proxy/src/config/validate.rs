@@ -1543,8 +1543,22 @@ impl Validator<'_> {
         &mut self,
         w: &RouteWebsocketSection,
         field: &str,
+        uses_jwt: bool,
     ) -> crate::websocket::WebsocketPolicy {
         let field = format!("{field}.websocket");
+        let close_on_token_expiry = w
+            .close_on_token_expiry
+            .as_ref()
+            .is_some_and(|b| *b.get_ref());
+        if let (true, false, Some(b)) = (close_on_token_expiry, uses_jwt, &w.close_on_token_expiry)
+        {
+            self.r.warn(
+                span(b),
+                &format!("{field}.close_on_token_expiry"),
+                "has no effect: the route does not authenticate with JWT",
+                Some("add \"jwt\" to the route's `auth` or `auth_any`".to_string()),
+            );
+        }
         let mut allowed_origins = Vec::new();
         for o in &w.allowed_origins {
             let v = o
@@ -1668,7 +1682,7 @@ impl Validator<'_> {
                 .message_burst
                 .as_ref()
                 .map_or(per_second_n, |b| *b.get_ref()),
-            close_on_token_expiry: w.close_on_token_expiry,
+            close_on_token_expiry,
         }
     }
 
@@ -2680,7 +2694,12 @@ impl Validator<'_> {
             ),
             websocket: !matches!(rs.websocket, Some(WebsocketField::Enabled(false))),
             websocket_policy: match &rs.websocket {
-                Some(WebsocketField::Policy(w)) => self.route_websocket(w, &field),
+                Some(WebsocketField::Policy(w)) => {
+                    let uses_jwt = rs.auth.iter().chain(rs.auth_any.iter()).any(|a| {
+                        crate::auth::Scheme::parse(a.get_ref()) == Some(crate::auth::Scheme::Jwt)
+                    });
+                    self.route_websocket(w, &field, uses_jwt)
+                }
                 _ => crate::websocket::WebsocketPolicy::default(),
             },
             listeners: route_listeners,
