@@ -662,6 +662,17 @@ async fn proxy(
         return Err((GatewayError::Forbidden, Some(ri)));
     }
     let ws_terminate = upgrade && ws_policy.terminates();
+    // The relay speaks WebSocket only: another protocol must not slip past the route's limits.
+    if ws_terminate
+        && !h2_ws
+        && !req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+    {
+        return Err((GatewayError::UpgradeRefused, Some(ri)));
+    }
     let token_expires = jwt_token.as_ref().and_then(|t| t.expires_at);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 

@@ -34,7 +34,8 @@ s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port), timeout=20), s
 key = base64.b64encode(os.urandom(16)).decode()
 origin = os.environ.get('ORIGIN')
 extra = f"Origin: {origin}\r\n" if origin else ""
-s.sendall((f"GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+upgrade = os.environ.get('UPGRADE', 'websocket')
+s.sendall((f"GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nUpgrade: {upgrade}\r\nConnection: Upgrade\r\n"
            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
 head = b''
 while b'\r\n\r\n' not in head:
@@ -302,6 +303,20 @@ fn a_dead_client_is_closed_after_the_heartbeat_timeout() {
         "{}",
         log_of(&g)
     );
+    // Another protocol cannot use the route to get past its WebSocket limits.
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(RAW_HANDSHAKE)
+        .args([
+            &env.https_port.to_string(),
+            "/ws/other",
+            &env.ca_file().display().to_string(),
+        ])
+        .env("UPGRADE", "not-websocket")
+        .output()
+        .expect("python3");
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(line.starts_with("HTTP/1.1 400"), "{line}");
     // Counted for the metrics by a bounded reason.
     let m = Curl::new(format!("http://127.0.0.1:{admin}/metrics")).run();
     assert!(
