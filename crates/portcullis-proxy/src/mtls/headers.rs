@@ -84,6 +84,25 @@ fn quote_if_needed(v: &str) -> String {
     }
 }
 
+/// Percent-encodes control bytes (and DEL) of a SAN value. A certificate
+/// may carry them (an IA5String is any 7-bit byte); unescaped, one would
+/// make the whole X-Forwarded-Client-Cert value invalid and the backend
+/// would get no XFCC header at all (found by fuzz/client_cert).
+fn escape_controls(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let mut out = String::with_capacity(v.len() + 8);
+    for c in v.chars() {
+        if (c as u32) < 0x20 || c as u32 == 0x7f {
+            out.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Envoy's X-Forwarded-Client-Cert value: Hash, Cert, Subject, URI, DNS.
 pub fn xfcc_value(id: &ClientIdentity) -> String {
     let mut parts = vec![
@@ -92,10 +111,10 @@ pub fn xfcc_value(id: &ClientIdentity) -> String {
         format!("Subject={}", quote_if_needed(&id.subject_dn)),
     ];
     if let Some(u) = id.uris.first() {
-        parts.push(format!("URI={}", quote_if_needed(u)));
+        parts.push(format!("URI={}", quote_if_needed(&escape_controls(u))));
     }
     for d in &id.dns {
-        parts.push(format!("DNS={}", quote_if_needed(d)));
+        parts.push(format!("DNS={}", quote_if_needed(&escape_controls(d))));
     }
     parts.join(";")
 }
@@ -184,6 +203,23 @@ mod tests {
         );
         assert_eq!(quote_if_needed("CN=a,O=b"), "\"CN=a,O=b\"");
         assert_eq!(quote_if_needed("plain"), "plain");
+    }
+
+    /// fuzz/client_cert found it: a client certificate whose URI SAN holds
+    /// NUL bytes made the XFCC value invalid, so the header was dropped.
+    #[test]
+    fn xfcc_survives_control_bytes_in_sans() {
+        let der = include_bytes!("../../../../fuzz/seeds/client_cert/crash-xfcc-nul-in-uri-san.der");
+        let chain = [rustls_pki_types::CertificateDer::from(der.to_vec())];
+        let id = ClientIdentity::from_chain(&chain).expect("the certificate parses");
+        assert!(id.uris[0].contains('\0'));
+        let mut h = HeaderMap::new();
+        add_identity_headers(&mut h, &id, &[IdentityFormat::Xfcc], &NginxHeaderNames::default());
+        let xfcc = h.get("x-forwarded-client-cert").expect("XFCC is sent");
+        let xfcc = xfcc.to_str().expect("visible ASCII");
+        assert!(xfcc.contains("URI=spiffe://example.org/ns/prod<%00%00%00payments"), "{xfcc}");
+        assert_eq!(escape_controls("a\r\nb\x7f"), "a%0D%0Ab%7F");
+        assert_eq!(escape_controls("plain.example"), "plain.example");
     }
 
     #[test]
