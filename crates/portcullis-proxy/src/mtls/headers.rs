@@ -209,15 +209,24 @@ mod tests {
     /// NUL bytes made the XFCC value invalid, so the header was dropped.
     #[test]
     fn xfcc_survives_control_bytes_in_sans() {
-        let der = include_bytes!("../../../../fuzz/seeds/client_cert/crash-xfcc-nul-in-uri-san.der");
+        let der =
+            include_bytes!("../../../../fuzz/seeds/client_cert/crash-xfcc-nul-in-uri-san.der");
         let chain = [rustls_pki_types::CertificateDer::from(der.to_vec())];
         let id = ClientIdentity::from_chain(&chain).expect("the certificate parses");
         assert!(id.uris[0].contains('\0'));
         let mut h = HeaderMap::new();
-        add_identity_headers(&mut h, &id, &[IdentityFormat::Xfcc], &NginxHeaderNames::default());
+        add_identity_headers(
+            &mut h,
+            &id,
+            &[IdentityFormat::Xfcc],
+            &NginxHeaderNames::default(),
+        );
         let xfcc = h.get("x-forwarded-client-cert").expect("XFCC is sent");
         let xfcc = xfcc.to_str().expect("visible ASCII");
-        assert!(xfcc.contains("URI=spiffe://example.org/ns/prod<%00%00%00payments"), "{xfcc}");
+        assert!(
+            xfcc.contains("URI=spiffe://example.org/ns/prod<%00%00%00payments"),
+            "{xfcc}"
+        );
         assert_eq!(escape_controls("a\r\nb\x7f"), "a%0D%0Ab%7F");
         assert_eq!(escape_controls("plain.example"), "plain.example");
     }
