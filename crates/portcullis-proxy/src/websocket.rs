@@ -292,12 +292,13 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
     let rid = s.request_id.as_str();
 
     let hb_interval = p.heartbeat_interval;
-    let mut next_ping = hb_interval.map(|i| tokio::time::Instant::now() + i);
+    let mut next_ping = hb_interval.and_then(after);
     let mut pong_due: Option<tokio::time::Instant> = None;
     let mut last_activity = tokio::time::Instant::now();
-    let token_deadline = s.token_expires.map(|t| {
-        tokio::time::Instant::now() + t.duration_since(SystemTime::now()).unwrap_or_default()
-    });
+    // A token valid for more than a year: no deadline (the idle timeout still applies).
+    let token_deadline = s
+        .token_expires
+        .and_then(|t| after(t.duration_since(SystemTime::now()).unwrap_or_default()));
     let mut bucket = p.message_rate.map(|rate| {
         let cap = p.message_burst.max(1) as f64;
         (rate, cap, cap, Instant::now())
@@ -312,8 +313,8 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
 
     // What ended the session: the reason, then the frames each side gets (None: already closed).
     let (reason, to_client, to_upstream): (CloseReason, Option<CloseFrame>, Option<CloseFrame>) = loop {
-        let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
-        let idle_at = last_activity + s.idle;
+        let far = tokio::time::Instant::now() + FAR;
+        let idle_at = last_activity.checked_add(s.idle.min(FAR)).unwrap_or(far);
         let timer = [
             next_ping.unwrap_or(far),
             pong_due.unwrap_or(far),
@@ -405,9 +406,9 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
                             }
                         }
                         if pong_due.is_none() {
-                            pong_due = Some(now + p.heartbeat_timeout);
+                            pong_due = after(p.heartbeat_timeout);
                         }
-                        next_ping = Some(now + every);
+                        next_ping = after(every);
                     }
                 }
             }
@@ -428,6 +429,14 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
     } else {
         tokio::join!(drain(&mut cw), drain(&mut uw));
     }
+}
+
+/// Longest timer the relay sets; durations from config and tokens are capped by it.
+const FAR: Duration = Duration::from_secs(86400 * 365);
+
+/// `now + d`, or None when `d` is beyond a year (never overflows).
+fn after(d: Duration) -> Option<tokio::time::Instant> {
+    (d <= FAR).then(|| tokio::time::Instant::now() + d)
 }
 
 /// May an endpoint send this code in a close frame (1005, 1006, 1015 are never sent)?
