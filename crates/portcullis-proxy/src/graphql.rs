@@ -58,6 +58,8 @@ pub struct GraphqlPolicy {
     pub persisted: Option<Arc<PersistedQueries>>,
     /// Refuse every operation not in `persisted`.
     pub allowlist_only: bool,
+    /// Parsed documents of recent queries (`None`: parse every time).
+    pub cache: Option<Arc<ParseCache>>,
 }
 
 impl Default for GraphqlPolicy {
@@ -78,6 +80,62 @@ impl Default for GraphqlPolicy {
             introspection: true,
             persisted: None,
             allowlist_only: false,
+            cache: Some(Arc::new(ParseCache::new())),
+        }
+    }
+}
+
+/// Shards of the parse cache (a lock each, so connections rarely meet on one).
+const CACHE_SHARDS: usize = 16;
+/// Documents kept per shard.
+const CACHE_PER_SHARD: usize = 32;
+/// Longer query texts are not cached (bounds the cache's memory).
+const CACHE_MAX_TEXT: usize = 4096;
+
+/// Parsed documents by SHA-256 of their text: clients send the same
+/// operations again and again, and parsing is most of the cost of a check.
+/// Only documents that parsed are kept; the analysis (which depends on the
+/// request's variables) runs every time.
+pub struct ParseCache {
+    shards: Vec<std::sync::Mutex<lru::LruCache<[u8; 32], Arc<ExecutableDocument>>>>,
+}
+
+impl std::fmt::Debug for ParseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ParseCache")
+    }
+}
+
+impl Default for ParseCache {
+    fn default() -> Self {
+        ParseCache::new()
+    }
+}
+
+impl ParseCache {
+    pub fn new() -> Self {
+        let n = std::num::NonZeroUsize::new(CACHE_PER_SHARD).unwrap_or(std::num::NonZeroUsize::MIN);
+        ParseCache {
+            shards: (0..CACHE_SHARDS)
+                .map(|_| std::sync::Mutex::new(lru::LruCache::new(n)))
+                .collect(),
+        }
+    }
+
+    fn shard(
+        &self,
+        k: &[u8; 32],
+    ) -> Option<std::sync::MutexGuard<'_, lru::LruCache<[u8; 32], Arc<ExecutableDocument>>>> {
+        self.shards.get(k[0] as usize % CACHE_SHARDS)?.lock().ok()
+    }
+
+    fn get(&self, k: &[u8; 32]) -> Option<Arc<ExecutableDocument>> {
+        self.shard(k)?.get(k).cloned()
+    }
+
+    fn put(&self, k: [u8; 32], doc: Arc<ExecutableDocument>) {
+        if let Some(mut s) = self.shard(&k) {
+            s.put(k, doc);
         }
     }
 }
@@ -490,7 +548,7 @@ impl GraphqlPolicy {
     fn check_one(&self, env: &Envelope) -> Result<u64, Refusal> {
         let persisted = self.persisted.as_deref();
         let stored: Option<&Arc<PersistedOp>>;
-        let parsed: ExecutableDocument;
+        let parsed: Arc<ExecutableDocument>;
         let doc: &ExecutableDocument = match &env.query {
             Some(q) => {
                 if q.len() > self.max_query_size {
@@ -525,8 +583,7 @@ impl GraphqlPolicy {
                 match stored {
                     Some(op) => &op.doc,
                     None => {
-                        check_nesting(q)?;
-                        parsed = async_graphql_parser::parse_query(q).map_err(parse_refusal)?;
+                        parsed = self.parse(q, digest)?;
                         &parsed
                     }
                 }
@@ -550,6 +607,26 @@ impl GraphqlPolicy {
         };
         let m = self.measure(doc, &env.variables)?;
         Ok(m.cost)
+    }
+
+    /// Parses a query (nesting measured first), through the cache when it is short.
+    fn parse(&self, q: &str, digest: Option<[u8; 32]>) -> Result<Arc<ExecutableDocument>, Refusal> {
+        let key = match &self.cache {
+            Some(c) if q.len() <= CACHE_MAX_TEXT => {
+                let k = digest.unwrap_or_else(|| sha256(q.as_bytes()));
+                if let Some(doc) = c.get(&k) {
+                    return Ok(doc);
+                }
+                Some((c, k))
+            }
+            _ => None,
+        };
+        check_nesting(q)?;
+        let doc = Arc::new(async_graphql_parser::parse_query(q).map_err(parse_refusal)?);
+        if let Some((c, k)) = key {
+            c.put(k, doc.clone());
+        }
+        Ok(doc)
     }
 
     /// Analyses a parsed document against the limits; variables resolve list arguments.
@@ -1408,6 +1485,32 @@ mod tests {
         );
         assert!(check_nesting(&q).is_ok());
         assert!(check_nesting(&"{".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn cached_documents_are_measured_with_each_requests_variables() {
+        let p = policy();
+        let q = "query($n: Int) { users(first: $n) { id } }";
+        for (n, cost) in [(3, 4), (50, 51), (3, 4)] {
+            let v = serde_json::json!({ "query": q, "variables": { "n": n } });
+            assert_eq!(post(&p, v).unwrap(), cost);
+        }
+        let cache = p.cache.as_ref().unwrap();
+        assert!(cache.get(&sha256(q.as_bytes())).is_some());
+        // Refused documents are not kept; a refusal stays a refusal.
+        let bad = "{ a { ...A } } fragment A on T { ...A }";
+        for _ in 0..2 {
+            assert_eq!(query(&p, bad).unwrap_err().reason(), "fragment_cycle");
+        }
+        assert!(query(&p, "{ a ").is_err());
+        assert!(cache.get(&sha256(b"{ a ")).is_none());
+        // Without the cache, the same answers.
+        let nc = GraphqlPolicy {
+            cache: None,
+            ..policy()
+        };
+        let v = serde_json::json!({ "query": q, "variables": { "n": 50 } });
+        assert_eq!(post(&nc, v).unwrap(), 51);
     }
 
     #[test]

@@ -15,15 +15,17 @@ fn sha256_hex(s: &str) -> String {
 const ALLOWED: &str = "query Me { me { id name } }";
 const PAGED: &str = "query Users($n: Int) { users(first: $n) { id name } }";
 
-/// Writes the allowlist and returns a config: /graphql with limits, /pq allowlist-only.
-fn config(env: &TestEnv, up: &MockUpstream) -> String {
+/// Writes the allowlist and returns a config: /graphql with limits, /pq allowlist-only,
+/// the admin API (metrics) on `admin`.
+fn config(env: &TestEnv, up: &MockUpstream, admin: u16) -> String {
     let allow = serde_json::json!({
         sha256_hex(ALLOWED): ALLOWED,
         sha256_hex(PAGED): PAGED,
     });
     std::fs::write(env.path().join("persisted.json"), allow.to_string()).unwrap();
     env.config_with(&format!(
-        "[[upstream]]\nname = \"gql\"\nservers = [\"{}\"]\n\n\
+        "[admin]\naddress = \"127.0.0.1:{admin}\"\n\n\
+         [[upstream]]\nname = \"gql\"\nservers = [\"{}\"]\n\n\
          [[route]]\nname = \"graphql\"\npath = \"/graphql\"\nupstream = \"gql\"\n\
          [route.graphql]\nmax_depth = 5\nmax_aliases = 5\nmax_root_fields = 5\nmax_batch = 3\n\
          max_cost = 100\nintrospection = \"deny\"\nweights = {{ \"Query.users\" = 2, \"posts\" = 3 }}\n\n\
@@ -66,7 +68,8 @@ fn nested(depth: usize) -> String {
 fn limits_refuse_before_the_upstream_and_pass_the_rest_untouched() {
     let env = env();
     let up = MockUpstream::start("graphql-upstream");
-    let gw = env.start(&config(&env, &up));
+    let admin = free_port();
+    let gw = env.start(&config(&env, &up, admin));
     let mut accepted: Vec<String> = Vec::new();
 
     // Accepted: a plain query, forwarded byte for byte (the gateway buffered it).
@@ -185,7 +188,30 @@ fn limits_refuse_before_the_upstream_and_pass_the_rest_untouched() {
         .map(|s| s.target())
         .collect();
     assert_eq!(gets, ["/graphql?query=%7B%20me%20%7B%20id%20%7D%20%7D"]);
-    // Refusals are logged with their bounded reason.
+    // Refusals are counted by reason (Prometheus) and logged with it.
+    let metrics = Curl::new(format!("http://127.0.0.1:{admin}/metrics"))
+        .run()
+        .text();
+    for (reason, n) in [
+        ("depth", 2),
+        ("aliases", 1),
+        ("fragment_cycle", 1),
+        ("batch", 1),
+        ("introspection", 2),
+        ("cost", 1),
+        ("parse_error", 1),
+    ] {
+        let series = format!("portcullis_graphql_rejections_total{{reason=\"{reason}\"}} {n}");
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "no `{series}` in:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("graphql"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     let log = gw.stderr_text();
     for reason in [
         "depth",
@@ -236,7 +262,7 @@ print(json.dumps(out))
 fn persisted_queries_allowlist_only_from_python_requests() {
     let env = env();
     let up = MockUpstream::start("pq-upstream");
-    let _gw = env.start(&config(&env, &up));
+    let _gw = env.start(&config(&env, &up, free_port()));
     let out = python(
         PY_CLIENT,
         &[&env.https_port.to_string(), env.ca_file().to_str().unwrap()],
