@@ -481,7 +481,7 @@ impl GraphqlPolicy {
         }
         if method == Method::GET {
             let env = Envelope::from_query_string(uri.query().unwrap_or(""))?;
-            return self.check_one(&env);
+            return self.check_one(&env, true);
         }
         if method != Method::POST {
             return Err(bad("GraphQL requests are GET or POST"));
@@ -503,7 +503,7 @@ impl GraphqlPolicy {
                 query: Some(q.to_string()),
                 ..Envelope::default()
             };
-            return self.check_one(&env);
+            return self.check_one(&env, false);
         }
         if mime != "application/json" && !mime.ends_with("+json") {
             return Err(bad(
@@ -529,7 +529,8 @@ impl GraphqlPolicy {
                 }
                 let mut total: u64 = 0;
                 for item in items {
-                    total = total.saturating_add(self.check_one(&Envelope::from_json(item)?)?);
+                    total =
+                        total.saturating_add(self.check_one(&Envelope::from_json(item)?, false)?);
                     if total > self.max_cost {
                         return Err(Refusal::limit(
                             Reason::Cost,
@@ -541,11 +542,13 @@ impl GraphqlPolicy {
                 }
                 Ok(total)
             }
-            _ => self.check_one(&Envelope::from_json(&v)?),
+            _ => self.check_one(&Envelope::from_json(&v)?, false),
         }
     }
 
-    fn check_one(&self, env: &Envelope) -> Result<u64, Refusal> {
+    /// One operation; `get`: it came in a GET query string, where mutations are refused
+    /// (GraphQL over HTTP: a GET must not change anything, and links can trigger GETs).
+    fn check_one(&self, env: &Envelope, get: bool) -> Result<u64, Refusal> {
         let persisted = self.persisted.as_deref();
         let stored: Option<&Arc<PersistedOp>>;
         let parsed: Arc<ExecutableDocument>;
@@ -605,6 +608,14 @@ impl GraphqlPolicy {
             }
             None => return Err(bad("the request has no \"query\"")),
         };
+        if get
+            && doc
+                .operations
+                .iter()
+                .any(|(_, op)| op.node.ty == OperationType::Mutation)
+        {
+            return Err(bad("mutations are not allowed over GET; use POST"));
+        }
         let m = self.measure(doc, &env.variables)?;
         Ok(m.cost)
     }
@@ -1434,6 +1445,11 @@ mod tests {
             p.check(&Method::GET, &uri, &h, None).unwrap_err().reason(),
             "bad_request"
         );
+        let uri: Uri = "/graphql?query=mutation%7Bdelete%7D".parse().unwrap();
+        let r = p.check(&Method::GET, &uri, &h, None).unwrap_err();
+        assert_eq!(r.message(), "mutations are not allowed over GET; use POST");
+        let m = serde_json::json!({ "query": "mutation { delete }" });
+        assert_eq!(post(&p, m).unwrap(), 1);
         // Wrong content type, bad JSON, syntax errors, wrong method.
         let mut form = HeaderMap::new();
         form.insert(
