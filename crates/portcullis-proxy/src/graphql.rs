@@ -279,6 +279,14 @@ pub struct PersistedOp {
     doc: ExecutableDocument,
 }
 
+impl PersistedOp {
+    /// Measures it against a policy with no variables (their defaults, else
+    /// `default_list_size`): a refusal here means requests for it will be refused too.
+    pub fn check_with_defaults(&self, policy: &GraphqlPolicy) -> Result<Measured, Refusal> {
+        policy.measure(&self.doc, &serde_json::Map::new())
+    }
+}
+
 impl PersistedQueries {
     /// Reads the allowlist file's JSON: either an object `{"<sha256 hex>": "<query>", …}`
     /// or an Apollo persisted-query manifest
@@ -342,6 +350,11 @@ impl PersistedQueries {
 
     pub fn get(&self, hash: &[u8; 32]) -> Option<&Arc<PersistedOp>> {
         self.by_hash.get(hash)
+    }
+
+    /// (hash, operation), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8; 32], &Arc<PersistedOp>)> {
+        self.by_hash.iter()
     }
 }
 

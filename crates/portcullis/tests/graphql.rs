@@ -358,4 +358,24 @@ fn graphql_config_errors_name_line_field_and_fix() {
     assert!(e.contains("graphql.weights"), "{e}");
     let e = check(base("max_deep = 3\n"));
     assert!(e.contains("unknown field"), "{e}");
+    // An allowlisted operation over the route's limits: a warning, the config still loads.
+    let deep = "{ a { b { c } } }";
+    std::fs::write(
+        env.path().join("deep.json"),
+        serde_json::json!({ sha256_hex(deep): deep }).to_string(),
+    )
+    .unwrap();
+    let out = env.check(
+        "portcullis.toml",
+        &base("max_depth = 2\npersisted_queries = \"deep.json\"\n"),
+    );
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("warning")
+            && text.contains("1 allowlisted operation(s) exceed this route's limits")
+            && text.contains("query depth 3 exceeds the limit of 2"),
+        "{text}"
+    );
 }

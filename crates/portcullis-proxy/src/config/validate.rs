@@ -3106,7 +3106,30 @@ impl Validator<'_> {
                     Some("give the path of a JSON allowlist (relative to this config file)".to_string()),
                 ),
                 Ok(text) => match PersistedQueries::from_json(&text) {
-                    Ok(pq) => p.persisted = Some(std::sync::Arc::new(pq)),
+                    Ok(pq) => {
+                        // An allowlisted operation the limits refuse is a mistake worth knowing now.
+                        let mut over: Vec<String> = pq
+                            .iter()
+                            .filter_map(|(h, op)| {
+                                let r = op.check_with_defaults(&p).err()?;
+                                Some(format!("{}…: {}", &crate::graphql::hex(h)[..12], r.message()))
+                            })
+                            .collect();
+                        over.sort();
+                        if !over.is_empty() {
+                            self.r.warn(
+                                span(file),
+                                &format!("{field}.persisted_queries"),
+                                format!(
+                                    "{} allowlisted operation(s) exceed this route's limits and will be refused: {}",
+                                    over.len(),
+                                    over.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                                ),
+                                Some("raise the limit or remove the operation from the allowlist".to_string()),
+                            );
+                        }
+                        p.persisted = Some(std::sync::Arc::new(pq));
+                    }
                     Err(e) => self.r.error(
                         span(file),
                         &format!("{field}.persisted_queries"),
