@@ -171,6 +171,14 @@ fn json_schema_valid_and_invalid_bodies() {
     assert_eq!(r.status, 200, "{}", r.text());
     // The validated body is forwarded unchanged.
     assert_eq!(w.up.requests()[0].body, good.as_bytes());
+    // Over HTTP/2 too (the body is read from DATA frames, then forwarded from memory).
+    let r = Curl::https(w.env.https_port, "/users/h2", w.env.ca_file())
+        .http2()
+        .header("Content-Type: application/json")
+        .body(good.as_bytes(), w.env.path())
+        .run();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(w.up.requests()[1].body, good.as_bytes());
 
     let cases: &[(&str, (&str, &str))] = &[
         (
@@ -249,7 +257,7 @@ fn json_schema_valid_and_invalid_bodies() {
 
     assert_eq!(
         w.seen(),
-        ["/users/new", "/users/1", "/inline/x"],
+        ["/users/new", "/users/h2", "/users/1", "/inline/x"],
         "an invalid body reached the upstream"
     );
 }
