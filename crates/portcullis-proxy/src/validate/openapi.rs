@@ -4,7 +4,8 @@
 //!
 //! Owns the reading of the document (YAML or JSON), operation lookup by
 //! method and path template, parameter extraction (path, query, header) and
-//! the OpenAPI 3.0 → JSON Schema translation (`nullable`). Schemas may `$ref`
+//! the OpenAPI 3.0 → JSON Schema 2020-12 translation (`nullable`, boolean
+//! `exclusiveMinimum`/`exclusiveMaximum`). Schemas may `$ref`
 //! anything under `#/components`; external references are refused at load.
 
 use std::collections::HashMap;
@@ -189,8 +190,10 @@ fn yaml_to_json(y: serde_norway::Value, depth: usize) -> Result<Value, String> {
     })
 }
 
-/// 3.0 → JSON Schema: `nullable: true` adds "null" to `type` (and to `enum`).
-fn translate_nullable(v: &mut Value, depth: usize) {
+/// 3.0 → JSON Schema 2020-12: `nullable: true` adds "null" to `type` (and to
+/// `enum`); draft-4 style boolean `exclusiveMinimum`/`exclusiveMaximum` take the
+/// bound of `minimum`/`maximum`.
+fn translate_30(v: &mut Value, depth: usize) {
     if depth > 128 {
         return;
     }
@@ -213,13 +216,32 @@ fn translate_nullable(v: &mut Value, depth: usize) {
                     }
                 }
             }
+            for (flag, bound) in [
+                ("exclusiveMinimum", "minimum"),
+                ("exclusiveMaximum", "maximum"),
+            ] {
+                match m.get(flag) {
+                    Some(Value::Bool(true)) => match m.remove(bound) {
+                        Some(b) => {
+                            m.insert(flag.into(), b);
+                        }
+                        None => {
+                            m.remove(flag);
+                        }
+                    },
+                    Some(Value::Bool(false)) => {
+                        m.remove(flag);
+                    }
+                    _ => {}
+                }
+            }
             for (_, x) in m.iter_mut() {
-                translate_nullable(x, depth + 1);
+                translate_30(x, depth + 1);
             }
         }
         Value::Array(a) => {
             for x in a {
-                translate_nullable(x, depth + 1);
+                translate_30(x, depth + 1);
             }
         }
         _ => {}
@@ -450,8 +472,8 @@ impl OpenApi {
             .ok_or("the document has no `openapi` version field (Swagger 2.0 is not supported)")?
             .to_string();
         let draft = if version.starts_with("3.0") {
-            translate_nullable(&mut doc, 0);
-            Draft::Draft4
+            translate_30(&mut doc, 0);
+            Draft::Draft202012
         } else if version.starts_with("3.1") || version.starts_with("3.2") {
             Draft::Draft202012
         } else {
@@ -863,6 +885,26 @@ components:
             ["additionalProperties"]
         );
         assert!(body.media("text/plain").is_none());
+    }
+
+    #[test]
+    fn openapi_30_schemas_become_2020_12() {
+        let doc = "openapi: 3.0.0\npaths:\n  /a:\n    get:\n      parameters:\n        - { name: d, in: query, schema: { type: string, format: date } }\n        - { name: n, in: query, schema: { type: number, minimum: 0, exclusiveMinimum: true, maximum: 10, exclusiveMaximum: false } }\n";
+        let api = OpenApi::compile(parse(doc).unwrap()).unwrap();
+        let rules = |q: &str| {
+            let Lookup::Found { op, params } = api.lookup(&Method::GET, "/a") else {
+                panic!()
+            };
+            let mut out = Vec::new();
+            check_params(op, &params, Some(q), &http::HeaderMap::new(), &mut out);
+            out.into_iter()
+                .map(|d| format!("{} {}", d.path, d.rule))
+                .collect::<Vec<_>>()
+        };
+        assert!(rules("d=2026-11-29&n=10").is_empty());
+        assert_eq!(rules("d=29.11.2026"), ["query.d format"]);
+        assert_eq!(rules("n=0"), ["query.n exclusiveMinimum"]);
+        assert_eq!(rules("n=10.5"), ["query.n maximum"]);
     }
 
     #[test]
