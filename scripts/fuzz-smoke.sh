@@ -31,15 +31,19 @@ cargo fuzz build -s none
 echo "fuzz-smoke: targets built in $(($(date +%s) - start)) s"
 
 mapfile -t targets < <(cargo fuzz list)
+bin="${CARGO_TARGET_DIR:-target}/$(rustc -vV | sed -n 's/^host: //p')/release"
 logs=target/fuzz-smoke
 rm -rf "$logs" && mkdir -p "$logs"
 for t in "${targets[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$FUZZ_JOBS" ]; do sleep 1; done
-  mkdir -p "corpus/$t" "seeds/$t"
+  mkdir -p "corpus/$t" "seeds/$t" "artifacts/$t"
+  # What `cargo fuzz run -s none $t corpus/$t seeds/$t -- -max_total_time=N`
+  # runs, without its rebuild check: the targets were just built, and
+  # parallel runs would only queue on cargo's lock.
   (
     rc=0
-    cargo fuzz run -s none "$t" "corpus/$t" "seeds/$t" -- \
-      -max_total_time="$FUZZ_SECS" -timeout=20 -print_final_stats=1 >"$logs/$t.log" 2>&1 || rc=$?
+    "$bin/$t" -artifact_prefix="artifacts/$t/" -max_total_time="$FUZZ_SECS" -timeout=20 \
+      -print_final_stats=1 "corpus/$t" "seeds/$t" >"$logs/$t.log" 2>&1 || rc=$?
     echo "$rc" >"$logs/$t.rc"
   ) &
 done

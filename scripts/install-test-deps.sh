@@ -3,12 +3,13 @@
 # the real clients the tests drive (curl, openssl, node), redis-server (the
 # cluster rate-limit tests start their own) and the Python packages
 # of the interop tests and probes, and the TLS scanners (testssl.sh, sslyze)
-# of tests/tls_scan.rs.
+# of tests/tls_scan.rs; g++ builds libFuzzer for scripts/fuzz-smoke.sh
+# (which installs cargo-fuzz itself).
 # Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
-for pair in curl:curl openssl:openssl python3:python3 node:nodejs redis-server:redis-server testssl:testssl.sh; do
+for pair in curl:curl openssl:openssl python3:python3 node:nodejs redis-server:redis-server testssl:testssl.sh g++:g++; do
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

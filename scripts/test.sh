@@ -6,3 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked -- --test-threads 4
+# A short run of every fuzz target (stable toolchain; FUZZ_SECS=0 skips it).
+scripts/fuzz-smoke.sh
