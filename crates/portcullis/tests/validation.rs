@@ -543,4 +543,13 @@ fn schema_problems_are_config_errors() {
             "{value}: {err}"
         );
     }
+    // A switch that does nothing is a warning, not an error.
+    let toml = echo_config(
+        &env,
+        "[[route]]\npath = \"/\"\nupstream = \"echo\"\n[route.validate]\nreject_unknown = true\n",
+    );
+    let out = env.check("portcullis.toml", &toml);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("has no effect without `openapi`"), "{err}");
 }

@@ -2889,6 +2889,14 @@ impl Validator<'_> {
                 content_types.push("application/json".to_string());
             }
         }
+        if v.reject_unknown.is_some() && v.openapi.is_none() {
+            self.r.warn(
+                span(sec),
+                &format!("{field}.reject_unknown"),
+                "has no effect without `openapi`",
+                Some("set `openapi = \"…\"` or remove `reject_unknown`".to_string()),
+            );
+        }
         let mut api = None;
         if let Some(o) = &v.openapi {
             let p = self.resolve(o.get_ref());
