@@ -202,6 +202,10 @@ fn json_schema_valid_and_invalid_bodies() {
             r#"{"name":"Ada","email":"ada@example.com","tags":["a",7]}"#,
             ("/tags/1", "type"),
         ),
+        (
+            r#"{"name":"Ada","email":"ada@example.com","age":1,"age":"SECRET"}"#,
+            ("", "duplicate_key"),
+        ),
         (r#"{"name": "Ada", SECRET"#, ("", "json")),
     ];
     for (body, want) in cases {

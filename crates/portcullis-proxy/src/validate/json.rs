@@ -5,7 +5,15 @@
 //! nesting with a state machine (no recursion, memory bounded by the depth
 //! limit), so a document that breaks a limit is refused at the byte that
 //! breaks it, before the rest is read. Whether the text is valid JSON is
-//! decided afterwards by `serde_json` on the complete (already bounded) body.
+//! decided afterwards by `serde_json` on the complete (already bounded) body,
+//! through [`parse_strict`], which also refuses duplicate keys: parsers
+//! disagree on which copy wins, so a schema checked on one copy must not let
+//! the upstream read the other.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 /// The JSON limits of a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +162,73 @@ impl Scanner {
     }
 }
 
+/// Parses JSON into a `Value`, refusing an object that repeats a key (a data error).
+pub fn parse_strict(data: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice::<Strict>(data).map(|s| s.0)
+}
+
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+        Ok(Strict(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+        Ok(Strict(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+        Ok(Strict(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+        Ok(Strict(
+            serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        ))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Strict(Value::Array(out)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                return Err(de::Error::custom("duplicate key"));
+            }
+            let Strict(v) = map.next_value()?;
+            out.insert(k, v);
+        }
+        Ok(Strict(Value::Object(out)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +307,23 @@ mod tests {
         assert_eq!(s.feed(b"[1,2,3,"), Ok(()));
         assert_eq!(s.seen(), 7);
         assert_eq!(s.feed(b"4,5]"), Err(LimitError::Body));
+    }
+
+    #[test]
+    fn strict_parse_refuses_duplicate_keys() {
+        let v = parse_strict(br#"{"a":[1,2.5,"x",null,true],"b":{"c":{}}}"#).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"a":[1,2.5,"x",null,true],"b":{"c":{}}})
+        );
+        let e = parse_strict(br#"{"age":5,"age":"x"}"#).unwrap_err();
+        assert!(e.is_data(), "{e}");
+        assert!(parse_strict(br#"[{"k":1},{"k":2}]"#).is_ok());
+        assert!(parse_strict(br#"{"a":{"k":1,"k":2}}"#)
+            .unwrap_err()
+            .is_data());
+        assert!(parse_strict(b"[1,").unwrap_err().is_eof());
+        assert!(parse_strict(b"[1} ").unwrap_err().is_syntax());
     }
 
     #[test]

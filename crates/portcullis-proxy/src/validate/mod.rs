@@ -237,15 +237,16 @@ fn parse_and_check(
     data: &[u8],
     schema: Option<&jsonschema::Validator>,
 ) -> Result<(), GatewayError> {
-    let value: Value = serde_json::from_slice(data).map_err(|e| {
+    let value: Value = json::parse_strict(data).map_err(|e| {
+        let (rule, what) = if e.is_data() {
+            ("duplicate_key", "an object repeats a key")
+        } else {
+            ("json", "the body is not valid JSON")
+        };
         GatewayError::ValidationFailed(vec![Detail::new(
             "",
-            "json",
-            format!(
-                "the body is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
+            rule,
+            format!("{what} (line {}, column {})", e.line(), e.column()),
         )])
     })?;
     if let Some(schema) = schema {
@@ -484,6 +485,8 @@ mod tests {
         assert_eq!(d[0].1, "additionalProperties");
         let d = details(v.check_json(br#"{"name": SECRET"#, schema, l));
         assert_eq!(d[0].1, "json");
+        let d = details(v.check_json(br#"{"name":"a","email":"a@b.co","name":7}"#, schema, l));
+        assert_eq!(d[0].1, "duplicate_key");
         for (_, _, m) in
             details(v.check_json(br#"{"name":5,"age":"SECRET","email":"SECRET"}"#, schema, l))
         {
