@@ -5,7 +5,7 @@
 # the server certificate is rotated on disk, a client certificate is revoked,
 # Redis is restarted and TLS handshakes are flooded from one address.
 #
-#   bash scripts/soak.sh                 # 3 minutes (30 s warm-up)
+#   bash scripts/soak.sh                 # 3 minutes (warm-up: 15 s + one round of faults)
 #   SOAK_SECS=600 bash scripts/soak.sh   # longer
 #
 # Not part of scripts/test.sh. Needs what scripts/install-test-deps.sh
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SOAK_SECS=${SOAK_SECS:-180}
-SOAK_WARMUP_SECS=${SOAK_WARMUP_SECS:-30}
+SOAK_WARMUP_SECS=${SOAK_WARMUP_SECS:-15}
 
 for bin in redis-server python3; do
   command -v "$bin" >/dev/null 2>&1 || { echo "soak: $bin is missing (run scripts/install-test-deps.sh)" >&2; exit 2; }

@@ -409,6 +409,7 @@ def ws_worker(world, rec, stop, name):
     ctx.load_cert_chain(*world.client("alice"))
     while not stop.is_set():
         t0 = time.time()
+        phase = "open"
         try:
             with connect(f"wss://localhost:{world.mtls}/ws/soak", ssl=ctx, open_timeout=10,
                          close_timeout=5) as ws:
@@ -417,13 +418,17 @@ def ws_worker(world, rec, stop, name):
                     if stop.is_set():
                         break
                     t0 = time.time()
+                    phase = f"message {i}"
                     msg = f"m{i}-{random.random()}"
                     ws.send(msg)
                     got = ws.recv(timeout=10)
                     rec.add(name, t0, "ok" if got == msg else "ws wrong echo", kind="ws-msg")
                     time.sleep(0.05)
+                t0 = time.time()
+                phase = "close"
         except Exception as e:  # noqa: BLE001
-            rec.add(name, t0, reason_of(e), kind="ws")
+            code = getattr(getattr(e, "rcvd", None), "code", None)
+            rec.add(name, t0, f"{reason_of(e)} (ws {phase}, close code {code})", kind="ws")
             time.sleep(0.1)
 
 
@@ -663,7 +668,8 @@ def soak(args):
     world = World(args.bin, work)
     n_faults = max(1, int((args.secs - args.warmup) / args.fault_every) + 1)
     victim = Victim()
-    print(f"soak: {args.secs} s ({args.warmup} s warm-up, a fault every {args.fault_every} s)"
+    print(f"soak: {args.secs} s ({args.warmup} s of traffic, then a fault every"
+          f" {args.fault_every} s; the first round of faults is warm-up)"
           f" in {work}", flush=True)
     world.setup_pki(victims=n_faults + 2)
     world.write_config()
@@ -690,8 +696,21 @@ def soak(args):
         t.start()
 
     faults = Faults(world, victim)
+    # RSS sampled twice a second by a thread of its own (faults block the main loop).
     rss_samples = []
-    rss_warm = None
+
+    def sample_rss():
+        while not stop.is_set():
+            rss_samples.append((round(time.time() - start, 1), rss_kb(pid)))
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
+    # Warm-up: --warmup seconds of traffic, then one round of every fault, so
+    # that what a first reload, rotation or revocation allocates once (a second
+    # runtime while old connections hold the first, TLS caches) is in the
+    # baseline. Growth is then measured over the following rounds.
+    warm_end = None
     order = ["upstream_kill", "reload", "rotate_cert", "revoke", "redis_restart", "flood"]
     k = 0
     next_fault = start + args.warmup
@@ -699,13 +718,9 @@ def soak(args):
     try:
         while time.time() < end:
             now = time.time()
-            rss_samples.append((round(now - start, 1), rss_kb(pid)))
             if gw.poll() is not None:
                 print("soak: the gateway exited!", flush=True)
                 break
-            if rss_warm is None and now >= start + args.warmup:
-                rss_warm = rss_kb(pid)
-                print(f"soak: warm-up done, gateway RSS {rss_warm} kB", flush=True)
             # Leave the last 10 s without a new fault.
             if now >= next_fault and now < end - 10:
                 name = order[k % len(order)]
@@ -714,8 +729,11 @@ def soak(args):
                 detail = faults.run(name)
                 print(f"soak: t={t_rel:6}s fault {name}: {detail}", flush=True)
                 next_fault = time.time() + args.fault_every
+                if k == len(order):
+                    warm_end = time.time() - start
+                    print(f"soak: warm-up (traffic + one round of every fault) done at"
+                          f" t={warm_end:.1f}s, gateway RSS {rss_kb(pid)} kB", flush=True)
             time.sleep(0.5)
-        rss_end = rss_kb(pid)
     finally:
         stop.set()
         for t in threads:
@@ -747,7 +765,7 @@ def soak(args):
         by = explained_by(t0, t1, outcome)
         failures[(outcome, by or "UNEXPLAINED")] += 1
         if by is None:
-            unexplained.append((round(t0 - start, 2), worker, outcome))
+            unexplained.append((round(t0 - start, 2), round(t1 - start, 2), worker, outcome))
 
     panics = []
     for name, log in world.logs.items():
@@ -763,9 +781,20 @@ def soak(args):
     ok = sum(c["ok"] for c in per_worker.values())
     refused = sum(c["refused"] for c in per_worker.values())
     failed = sent - ok - refused
-    growth = None
+    # Means over 15 s windows: right after the warm-up, and the last 15 s.
+    def mean_rss(t0, t1):
+        xs = [r for t, r in rss_samples if r and t0 <= t <= t1]
+        return round(sum(xs) / len(xs)) if xs else None
+
+    rss_warm = rss_end = growth = None
+    if warm_end is not None and warm_end + 15 <= args.secs - 15:
+        rss_warm = mean_rss(warm_end, warm_end + 15)
+        rss_end = mean_rss(args.secs - 15, args.secs)
     if rss_warm and rss_end:
         growth = (rss_end - rss_warm) / rss_warm
+    else:
+        print(f"soak: SOAK_SECS={args.secs} is too short for a warm-up round of faults and"
+              " two RSS windows after it", flush=True)
     problems = list(faults.problems)
     if unexplained:
         problems.append(f"{len(unexplained)} unexplained failure(s)")
@@ -786,7 +815,7 @@ def soak(args):
         problems.append("no request of a revoked client was seen refused")
 
     print()
-    print(f"== soak report ({args.secs} s, warm-up {args.warmup} s) ==")
+    print(f"== soak report ({args.secs} s; warm-up: {args.warmup} s of traffic + one round of faults) ==")
     print(f"requests sent {sent}, succeeded {ok}, refused as expected (revoked client)"
           f" {refused}, failed {failed}")
     for w in sorted(per_worker):
@@ -803,7 +832,8 @@ def soak(args):
     print("faults:")
     for name, w0, w1, detail in faults.windows:
         print(f"  t={w0 - start:6.1f}s  {name:14} {detail}")
-    print(f"gateway RSS: {rss_warm} kB after warm-up, {rss_end} kB at the end"
+    print(f"gateway RSS (15 s means): {rss_warm} kB after warm-up (t={warm_end and round(warm_end)}s),"
+          f" {rss_end} kB at the end"
           + (f" ({growth * 100:+.1f}%)" if growth is not None else "")
           + f", peak {max((r for _, r in rss_samples if r), default=None)} kB")
     timeline = [f"{t:.0f}s {r / 1024:.1f}" for t, r in rss_samples[::max(1, len(rss_samples) // 12)] if r]
@@ -812,7 +842,7 @@ def soak(args):
     for p in panics[:10]:
         print(f"  {p}")
     for u in unexplained[:20]:
-        print(f"  unexplained: t={u[0]}s {u[1]}: {u[2]}")
+        print(f"  unexplained: t={u[0]}..{u[1]}s {u[2]}: {u[3]}")
     summary = {
         "secs": args.secs, "warmup": args.warmup, "sent": sent, "ok": ok, "refused": refused,
         "failed": failed,
@@ -820,7 +850,8 @@ def soak(args):
         "failures": [{"reason": o, "fault": b, "count": n} for (o, b), n in failures.items()],
         "faults": [{"fault": n, "t": round(w0 - start, 1), "detail": d}
                    for n, w0, _, d in faults.windows],
-        "rss_kb_warm": rss_warm, "rss_kb_end": rss_end, "rss_growth": growth,
+        "warm_end": warm_end, "rss_kb_warm": rss_warm, "rss_kb_end": rss_end,
+        "rss_growth": growth,
         "rss_samples": rss_samples, "limited": dict(limited_counts),
         "flood": dict(faults.flood_counts), "problems": problems, "work": work,
     }
@@ -843,8 +874,10 @@ def main():
     fl.add_argument("--secs", type=float, default=8)
     ap.add_argument("--bin", default="target/release/portcullis")
     ap.add_argument("--secs", type=int, default=int(os.environ.get("SOAK_SECS", "180")))
-    ap.add_argument("--warmup", type=int, default=int(os.environ.get("SOAK_WARMUP_SECS", "30")))
-    ap.add_argument("--fault-every", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=int(os.environ.get("SOAK_WARMUP_SECS", "15")),
+                    help="seconds of traffic before the first fault (one round of every"
+                         " fault follows, still warm-up)")
+    ap.add_argument("--fault-every", type=int, default=6, help="seconds between faults")
     ap.add_argument("--dir", help="work directory (default: a new temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory on success")
     args = ap.parse_args()
