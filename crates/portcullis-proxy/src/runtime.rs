@@ -111,8 +111,13 @@ pub struct Runtime {
     /// Counters of requests answered before a route was found, and of the PKI endpoints.
     pub no_route_metrics: crate::metrics::RouteMetrics,
     pub pki_metrics: crate::metrics::RouteMetrics,
+    /// Unique per built runtime (process-wide counter): per-connection caches
+    /// keyed by route index include it, since a reload renumbers routes.
+    pub generation: u64,
     _health: Vec<TaskGuard>,
 }
+
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 fn route_policy(m: &crate::config::RouteMtls) -> crate::mtls::policy::RoutePolicy {
     let anchors = m.client_ca.as_ref().map(|cas| {
@@ -425,6 +430,7 @@ impl Runtime {
             trusted_proxies: cfg.server.trusted_proxies.clone(),
             access_log,
             log_format: Arc::new(cfg.log.access_format.clone()),
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             _health: health,
         })
     }

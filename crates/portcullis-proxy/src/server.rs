@@ -356,6 +356,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Rec
         };
         let conn_limits = ctx.conn_limits.clone();
         let rt = ctx.runtime.load_full();
+        let current = ctx.runtime.clone();
         let id = ctx.conn_ids.fetch_add(1, Ordering::Relaxed) + 1;
         let stop = ctx.stop.clone();
         let registry = ctx.registry.clone();
@@ -370,6 +371,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptCtx, mut stop: watch::Rec
                 registry,
                 tcp,
                 ConnStart {
+                    current,
                     fetcher,
                     conn_limits,
                     peer,
@@ -400,6 +402,8 @@ fn find_issuer(
 
 /// Where a new connection came from.
 struct ConnStart {
+    /// The live runtime (requests load it; the handshake uses the one at accept).
+    current: Arc<ArcSwap<Runtime>>,
     fetcher: Arc<crate::mtls::fetch::RevocationFetcher>,
     conn_limits: Arc<crate::connlimit::ConnLimits>,
     peer: SocketAddr,
@@ -416,6 +420,7 @@ async fn serve_tls(
     mut stop: watch::Receiver<bool>,
 ) {
     let ConnStart {
+        current,
         fetcher: registry_fetcher,
         conn_limits,
         peer,
@@ -584,8 +589,10 @@ async fn serve_tls(
         Some(rt.error_head_lines.clone()),
     )
     .with_head_timeout(lr.limits.header_timeout);
-    let rt2 = rt.clone();
-    let service = service_fn(move |req| stack::handle(rt2.clone(), info.clone(), req));
+    // Every request reads the runtime current when it arrives, so a reload
+    // applies to open keep-alive and HTTP/2 connections too (routes, upstreams,
+    // auth, limits), not only to connections accepted after it.
+    let service = service_fn(move |req| stack::handle(current.load_full(), info.clone(), req));
     let conn = lr
         .http
         .serve_connection_with_upgrades(TokioIo::new(guarded), service)

@@ -45,7 +45,7 @@ pub struct ConnInfo {
     /// Turns true when the client's certificate is revoked (tunnels watch it too).
     pub kill: Option<tokio::sync::watch::Receiver<bool>>,
     /// Per route: does the chain lead to that route's CAs (cached per connection)?
-    pub route_ca: std::sync::Mutex<Vec<(usize, bool)>>,
+    pub route_ca: std::sync::Mutex<Vec<(u64, usize, bool)>>,
     /// The first HTTP/1.1 request head had both Content-Length and Transfer-Encoding.
     pub first_head_ambiguous: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -334,11 +334,16 @@ async fn proxy(
             let Ok(mut cache) = conn.route_ca.lock() else {
                 return route.policy.chain_under_route_cas(id);
             };
-            if let Some((_, ok)) = cache.iter().find(|(r, _)| *r == ri) {
+            // Keyed by runtime generation too: a reload renumbers routes.
+            if let Some((_, _, ok)) = cache
+                .iter()
+                .find(|(g, r, _)| *g == rt.generation && *r == ri)
+            {
                 return *ok;
             }
             let ok = route.policy.chain_under_route_cas(id);
-            cache.push((ri, ok));
+            cache.retain(|(g, _, _)| *g == rt.generation);
+            cache.push((rt.generation, ri, ok));
             ok
         });
         if let Err(denial) = verdict {
