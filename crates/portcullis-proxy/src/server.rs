@@ -597,6 +597,10 @@ async fn serve_tls(
         .http
         .serve_connection_with_upgrades(TokioIo::new(guarded), service)
         .into_owned();
+    // Requests load the current runtime: holding the accept-time one for the
+    // connection's lifetime would keep a replaced runtime (its upstream pools
+    // and health checks) alive after a reload.
+    drop(rt);
     let mut conn = Box::pin(conn);
     let revoked = async move {
         match kill {
@@ -640,7 +644,8 @@ async fn serve_tls(
 
 /// Applies a new config to a running gateway: builds a whole new runtime
 /// (certificates, routes, upstreams, log) and swaps it in one step. New
-/// connections use it; open ones finish on the snapshot they started with.
+/// connections use it, and so does the next request on an open connection;
+/// in-flight requests finish on the snapshot they started with.
 /// Session-ticket keys are kept, so resumption survives the reload.
 #[derive(Clone)]
 pub struct Reloader {
