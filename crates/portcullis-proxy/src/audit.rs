@@ -151,53 +151,69 @@ impl AuditEvent {
     }
 
     /// The JSON line (without `\n`) for this event at `seq` after `prev`.
+    #[cfg(test)]
     fn render(&self, seq: u64, prev: &str) -> Vec<u8> {
-        let clip = |s: &str| -> String {
+        let mut out = Vec::with_capacity(320);
+        self.render_into(&mut out, seq, prev);
+        out
+    }
+
+    /// Appends the line to `out`, fields in a fixed order (seq first, prev last),
+    /// strings escaped by serde_json, no intermediate JSON values.
+    fn render_into(&self, out: &mut Vec<u8>, seq: u64, prev: &str) {
+        fn clip(s: &str) -> std::borrow::Cow<'_, str> {
             if s.len() <= MAX_FIELD {
-                return s.to_owned();
+                return s.into();
             }
             let mut end = MAX_FIELD;
             while !s.is_char_boundary(end) {
                 end -= 1;
             }
-            format!("{}…", &s[..end])
-        };
-        let mut out = Vec::with_capacity(320);
-        let field = |out: &mut Vec<u8>, key: &str, value: serde_json::Value| {
-            out.push(if out.is_empty() { b'{' } else { b',' });
-            let _ = serde_json::to_writer(&mut *out, key);
-            out.push(b':');
-            let _ = serde_json::to_writer(&mut *out, &value);
-        };
-        let opt = |s: &Option<String>| match s {
-            Some(s) => serde_json::Value::String(clip(s)),
-            None => serde_json::Value::Null,
-        };
-        // Fixed order, seq first and prev last, so lines read the same everywhere.
-        field(&mut out, "seq", seq.into());
-        field(&mut out, "time", rfc3339_ms(self.time).into());
-        field(&mut out, "event", self.kind.as_str().into());
-        field(
-            &mut out,
-            "peer",
-            self.peer
-                .map_or(serde_json::Value::Null, |p| p.to_string().into()),
-        );
-        field(&mut out, "identity", opt(&self.identity));
-        field(&mut out, "route", opt(&self.route));
-        field(&mut out, "reason", clip(&self.reason).into());
-        field(&mut out, "request_id", opt(&self.request_id));
-        if !self.detail.is_empty() {
-            let d: serde_json::Map<String, serde_json::Value> = self
-                .detail
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), clip(v).into()))
-                .collect();
-            field(&mut out, "detail", d.into());
+            format!("{}…", &s[..end]).into()
         }
-        field(&mut out, "prev", prev.into());
+        fn key(out: &mut Vec<u8>, k: &str) {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+        }
+        fn string(out: &mut Vec<u8>, v: &str) {
+            let _ = serde_json::to_writer(&mut *out, &*clip(v));
+        }
+        fn opt(out: &mut Vec<u8>, v: Option<&str>) {
+            match v {
+                Some(v) => string(out, v),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.extend_from_slice(b"{\"seq\":");
+        out.extend_from_slice(seq.to_string().as_bytes());
+        key(out, "time");
+        string(out, &rfc3339_ms(self.time));
+        key(out, "event");
+        string(out, self.kind.as_str());
+        key(out, "peer");
+        opt(out, self.peer.map(|p| p.to_string()).as_deref());
+        key(out, "identity");
+        opt(out, self.identity.as_deref());
+        key(out, "route");
+        opt(out, self.route.as_deref());
+        key(out, "reason");
+        string(out, &self.reason);
+        key(out, "request_id");
+        opt(out, self.request_id.as_deref());
+        if !self.detail.is_empty() {
+            key(out, "detail");
+            for (i, (k, v)) in self.detail.iter().enumerate() {
+                out.push(if i == 0 { b'{' } else { b',' });
+                string(out, k);
+                out.push(b':');
+                string(out, v);
+            }
+            out.push(b'}');
+        }
+        key(out, "prev");
+        string(out, prev);
         out.push(b'}');
-        out
     }
 }
 
@@ -653,12 +669,12 @@ impl Writer {
         let mut head = self.head.clone();
         let mut buf = Vec::with_capacity(batch.len() * 320);
         for ev in batch.iter() {
-            let line = ev.render(head.seq + 1, &head.hash);
+            let start = buf.len();
+            ev.render_into(&mut buf, head.seq + 1, &head.hash);
             head = ChainHead {
                 seq: head.seq + 1,
-                hash: hex_lower(&sha256(&line)),
+                hash: hex_lower(&sha256(&buf[start..])),
             };
-            buf.extend_from_slice(&line);
             buf.push(b'\n');
         }
         let result = self
