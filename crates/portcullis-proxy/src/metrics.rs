@@ -126,6 +126,7 @@ pub struct Metrics {
     pub reloads: Family<ResultLabel, Counter>,
     config_info: Family<HashLabel, Gauge>,
     pub revoked_closed: Counter,
+    audit_dropped: Gauge,
     /// Requests refused by GraphQL limits, by reason.
     pub graphql_rejections: Family<ReasonLabel, Counter>,
     /// Requests refused by request validation, by reason.
@@ -236,6 +237,12 @@ impl Metrics {
             "Live connections closed because their client certificate was revoked",
             revoked_closed.clone(),
         );
+        let audit_dropped = Gauge::default();
+        registry.register(
+            "audit_dropped_events",
+            "Audit events dropped because the audit file could not keep up (each loss is also recorded in the chain)",
+            audit_dropped.clone(),
+        );
         let graphql_rejections = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "graphql_rejections",
@@ -271,6 +278,7 @@ impl Metrics {
             reloads,
             config_info,
             revoked_closed,
+            audit_dropped,
             graphql_rejections,
             validation_failures,
             websocket_closes,
@@ -374,6 +382,8 @@ impl Metrics {
                 })
                 .set(e.seconds_left);
         }
+        self.audit_dropped
+            .set(i64::try_from(rt.audit.dropped()).unwrap_or(i64::MAX));
         let mut out = String::with_capacity(8192);
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -672,17 +672,30 @@ impl Reloader {
                     tracing::warn!("{w}");
                 }
                 let hash = cfg.source_sha256.clone();
-                self.apply(Arc::new(cfg)).map(|()| hash)
+                self.apply(Arc::new(cfg)).map(|()| hash).map_err(|e| {
+                    (
+                        e,
+                        "the new configuration could not be applied (see the event log)"
+                            .to_string(),
+                    )
+                })
             }
             Err(diags) => {
                 for d in diags.errors() {
                     tracing::error!("{d}");
                 }
-                Err(diags
-                    .errors()
-                    .next()
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "the configuration has errors".into()))
+                let first = diags.errors().next();
+                // The audit record names the place, never the message: a
+                // message may quote the refused value (a URL with a password).
+                let place = first.map_or_else(String::new, |d| {
+                    format!("; first at {}:{} `{}`", d.file.display(), d.line, d.field)
+                });
+                Err((
+                    first
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "the configuration has errors".into()),
+                    format!("{} error(s){place}", diags.errors().count()),
+                ))
             }
         };
         let rt = self.runtime.load();
@@ -697,9 +710,9 @@ impl Reloader {
                 tracing::info!(config = %path.display(), trigger, "configuration reloaded");
                 Ok(())
             }
-            Err(e) => {
+            Err((e, audit_reason)) => {
                 rt.metrics.reload(false);
-                rt.audit.reload(trigger, &path, Err(&e));
+                rt.audit.reload(trigger, &path, Err(&audit_reason));
                 if let Ok(mut le) = self.last_error.lock() {
                     *le = Some(e.clone());
                 }
