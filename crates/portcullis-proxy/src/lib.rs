@@ -31,6 +31,7 @@ pub mod tunnel;
 pub mod upstream;
 pub mod validate;
 pub mod websocket;
+pub mod workers;
 
 pub use config::{load as load_config, Config, Diagnostics};
 pub use server::{BoundAddrs, Gateway, Reloader, StartError};

@@ -1,11 +1,13 @@
 //! Listeners: binding, accepting, TLS handshakes, connection lifetime, and
 //! graceful shutdown.
 //!
-//! Owns the sockets. `Gateway::bind` builds the runtime and binds every
-//! address before anything is served (so a busy port is an error at start,
-//! not a half-running gateway); `Gateway::serve` accepts until the shutdown
-//! signal, then stops accepting and lets in-flight requests finish within the
-//! deadline. Request handling itself is `stack.rs`.
+//! Owns the sockets. `Gateway::bind` builds the runtime, starts the worker
+//! threads (`workers.rs`) and binds every address before anything is served
+//! (so a busy port is an error at start, not a half-running gateway); each
+//! TLS listener gets one `SO_REUSEPORT` socket per worker. `Gateway::serve`
+//! runs every worker's accept loops until the shutdown signal, then stops
+//! accepting and lets in-flight requests finish within the deadline.
+//! Request handling itself is `stack.rs`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +31,8 @@ use crate::stack::{self, ConnInfo};
 pub enum StartError {
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error("cannot start the worker threads: {0}")]
+    Threads(std::io::Error),
     #[error("cannot listen on {addr}: {source}{hint}")]
     Bind {
         addr: SocketAddr,
@@ -54,7 +58,9 @@ pub struct Gateway {
     registry: Arc<ConnRegistry>,
     fetcher: Arc<crate::mtls::fetch::RevocationFetcher>,
     config: Arc<ArcSwap<Config>>,
-    listeners: Vec<TcpListener>,
+    /// Per listener, one socket per worker.
+    listeners: Vec<Vec<std::net::TcpListener>>,
+    workers: crate::workers::Workers,
     max_connections: Vec<usize>,
     conn_limits: Vec<Arc<crate::connlimit::ConnLimits>>,
     handshake_timeouts: Vec<Duration>,
@@ -70,7 +76,38 @@ pub struct Gateway {
     slots: AcceptSlots,
 }
 
+/// Binds a listening socket for the control runtime (redirects, echo, admin).
 fn bind_std(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let l = socket(addr, false, true)?;
+    TcpListener::from_std(l).map_err(|source| StartError::Bind {
+        addr,
+        source,
+        hint: "",
+    })
+}
+
+/// Binds `n` listening sockets to `addr` with `SO_REUSEPORT`, one per worker.
+/// A probe bound first without `SO_REUSEPORT` makes a port held by anything
+/// else (another gateway with `reuseport` included) an error instead of a
+/// silent share.
+fn bind_set(addr: SocketAddr, n: usize) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let probe = socket(addr, false, false)?;
+    let actual = probe.local_addr().unwrap_or(addr);
+    drop(probe);
+    (0..n.max(1))
+        .map(|_| socket(actual, true, true))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| match e {
+            StartError::Bind { source, hint, .. } => StartError::Bind { addr, source, hint },
+            e => e,
+        })
+}
+
+fn socket(
+    addr: SocketAddr,
+    reuseport: bool,
+    listen: bool,
+) -> Result<std::net::TcpListener, StartError> {
     let map = |source: std::io::Error| {
         let hint = match source.kind() {
             std::io::ErrorKind::AddrInUse => {
@@ -91,18 +128,27 @@ fn bind_std(addr: SocketAddr) -> Result<TcpListener, StartError> {
     )
     .map_err(map)?;
     socket.set_reuse_address(true).map_err(map)?;
+    if reuseport {
+        socket.set_reuse_port(true).map_err(map)?;
+    }
     if addr.is_ipv6() {
         let _ = socket.set_only_v6(true);
     }
     socket.set_nonblocking(true).map_err(map)?;
     socket.bind(&addr.into()).map_err(map)?;
-    socket.listen(4096).map_err(map)?;
-    TcpListener::from_std(socket.into()).map_err(map)
+    if listen {
+        socket.listen(4096).map_err(map)?;
+    }
+    Ok(socket.into())
 }
 
 impl Gateway {
-    /// Builds the runtime and binds every listener. Must run inside a tokio runtime.
+    /// Builds the runtime, starts the workers and binds every listener.
+    /// Must run inside a tokio runtime (the control runtime).
     pub fn bind(config: Arc<Config>) -> Result<Gateway, StartError> {
+        let n_workers = crate::workers::count(config.server.worker_threads);
+        // Before the runtime is built: upstream pools are made per worker.
+        crate::workers::set_configured(n_workers);
         let ticketer =
             crate::tls::new_ticketer().map_err(|e| BuildError::Tls("session tickets".into(), e))?;
         let fetcher = Arc::new(crate::mtls::fetch::RevocationFetcher::default());
@@ -110,9 +156,9 @@ impl Gateway {
         let mut addrs = BoundAddrs::default();
         let mut listeners = Vec::new();
         for l in &config.listeners {
-            let tl = bind_std(l.addr)?;
-            addrs.listeners.push(tl.local_addr().unwrap_or(l.addr));
-            listeners.push(tl);
+            let set = bind_set(l.addr, n_workers)?;
+            addrs.listeners.push(set[0].local_addr().unwrap_or(l.addr));
+            listeners.push(set);
         }
         let mut redirects = Vec::new();
         for r in &config.redirects {
@@ -135,7 +181,9 @@ impl Gateway {
             None => None,
         };
         runtime.metrics.set_config_hash(&config.source_sha256);
+        let workers = crate::workers::Workers::start(n_workers).map_err(StartError::Threads)?;
         Ok(Gateway {
+            workers,
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             ticketer,
             listen_addrs: config.listeners.iter().map(|l| l.addr).collect(),
@@ -181,6 +229,7 @@ impl Gateway {
             ticketer: self.ticketer.clone(),
             listen_addrs: self.listen_addrs.clone(),
             slots: self.slots.clone(),
+            workers: self.workers.handles().to_vec(),
             registry: self.registry.clone(),
             fetcher: self.fetcher.clone(),
             config: self.config.clone(),
@@ -200,7 +249,7 @@ impl Gateway {
         let conn_ids = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         let mut limits = Vec::new();
-        for (i, l) in self.listeners.into_iter().enumerate() {
+        for (i, set) in self.listeners.into_iter().enumerate() {
             let limit = Arc::new(Semaphore::new(self.max_connections[i]));
             limits.push((limit.clone(), self.max_connections[i] as u32));
             let ctx = AcceptCtx {
@@ -223,7 +272,9 @@ impl Gateway {
                     ctx: ctx.clone(),
                 });
             }
-            tasks.push(tokio::spawn(accept_loop(l, ctx, one_rx)));
+            for (sock, worker) in set.into_iter().zip(self.workers.handles()) {
+                tasks.push(worker.spawn(accept_on_worker(sock, ctx.clone(), one_rx.clone())));
+            }
         }
         for (l, r) in self.redirects {
             let headers = self.runtime.load().default_headers.clone();
@@ -288,6 +339,19 @@ impl Gateway {
         }
         self.runtime.load().access_log.flush_blocking();
         self.runtime.load().audit.flush_blocking();
+        self.workers.stop().await;
+    }
+}
+
+/// Registers a worker's socket with the worker's own runtime, then accepts.
+async fn accept_on_worker(
+    sock: std::net::TcpListener,
+    ctx: AcceptCtx,
+    stop: watch::Receiver<bool>,
+) {
+    match TcpListener::from_std(sock) {
+        Ok(l) => accept_loop(l, ctx, stop).await,
+        Err(e) => tracing::error!(error = %e, "a worker could not use its listening socket"),
     }
 }
 
@@ -653,6 +717,8 @@ pub struct Reloader {
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
     listen_addrs: Vec<SocketAddr>,
     slots: AcceptSlots,
+    /// The worker runtimes (a moved listener gets a socket on each).
+    workers: Vec<tokio::runtime::Handle>,
     registry: Arc<ConnRegistry>,
     fetcher: Arc<crate::mtls::fetch::RevocationFetcher>,
     config: Arc<ArcSwap<Config>>,
@@ -756,19 +822,21 @@ impl Reloader {
         let mut moved = Vec::new();
         for (i, (new, old)) in addrs.iter().zip(&current).enumerate() {
             if new != old {
-                let l = bind_std(*new).map_err(|e| e.to_string())?;
+                let l = bind_set(*new, self.workers.len()).map_err(|e| e.to_string())?;
                 moved.push((i, *old, *new, l));
             }
         }
         self.swap(&config)?;
         self.config.store(config);
         if let Ok(mut slots) = self.slots.lock() {
-            for (i, old, new, l) in moved {
+            for (i, old, new, set) in moved {
                 let Some(slot) = slots.get_mut(i) else {
                     continue;
                 };
                 let (tx, rx) = watch::channel(false);
-                tokio::spawn(accept_loop(l, slot.ctx.clone(), rx));
+                for (sock, worker) in set.into_iter().zip(&self.workers) {
+                    worker.spawn(accept_on_worker(sock, slot.ctx.clone(), rx.clone()));
+                }
                 let _ = slot.stop.send(true);
                 slot.stop = tx;
                 slot.addr = new;

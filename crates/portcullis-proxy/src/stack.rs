@@ -861,7 +861,7 @@ async fn proxy(
         if let Some(hv) = hv {
             out.headers_mut().insert(header::HOST, hv);
         }
-        match tokio::time::timeout(timeout, upstream.client.request(out)).await {
+        match tokio::time::timeout(timeout, upstream.client().request(out)).await {
             Ok(Ok(r)) => {
                 drop(guard);
                 break r;

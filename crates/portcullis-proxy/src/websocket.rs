@@ -213,9 +213,9 @@ fn close_frame(code: CloseCode, reason: &'static str) -> CloseFrame {
 }
 
 /// Reads until the peer's close reply (or the end of the connection), at most `CLOSE_WAIT`.
-async fn drain<S>(ws: &mut WebSocketStream<S>)
+async fn drain<S>(ws: &mut S)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
 {
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
         while let Some(Ok(_)) = ws.next().await {}
@@ -280,154 +280,285 @@ pub fn spawn_terminated(client: ClientUpgrade, upstream: OnUpgrade, s: Session) 
     });
 }
 
+/// How a relay ended: the reason, the close frame each side still gets
+/// (None: it closed itself or is gone), and which sides stopped reading (they
+/// are dropped, not drained).
+struct End {
+    reason: CloseReason,
+    to_client: Option<CloseFrame>,
+    to_upstream: Option<CloseFrame>,
+    client_stalled: bool,
+    upstream_stalled: bool,
+}
+
+impl End {
+    fn new(
+        reason: CloseReason,
+        to_client: Option<CloseFrame>,
+        to_upstream: Option<CloseFrame>,
+    ) -> End {
+        End {
+            reason,
+            to_client,
+            to_upstream,
+            client_stalled: false,
+            upstream_stalled: false,
+        }
+    }
+}
+
 /// Relays messages between the client's session and the upstream's until one ends.
+///
+/// The two directions run concurrently (each with its own half of both
+/// sessions), so a write that waits on one side never stops the other side
+/// from being read: with one loop doing both, a client sending large messages
+/// to an echoing upstream could fill both directions' buffers and deadlock.
+/// A third future watches the deadlines (idle, pong, token) and revocation.
 pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Session) {
     let p = &s.policy;
     let cfg = WebSocketConfig::default()
         .max_message_size(p.max_message_size.or(Some(64 << 20)))
         .max_frame_size(p.max_frame_size.or(Some(16 << 20)));
-    let mut cw = WebSocketStream::from_raw_socket(client, Role::Server, Some(cfg)).await;
-    let mut uw = WebSocketStream::from_raw_socket(upstream, Role::Client, None).await;
+    let cw = WebSocketStream::from_raw_socket(client, Role::Server, Some(cfg)).await;
+    let uw = WebSocketStream::from_raw_socket(upstream, Role::Client, None).await;
+    let (mut c_tx, mut c_rx) = cw.split();
+    let (mut u_tx, mut u_rx) = uw.split();
     let mut kill = s.kill.clone();
     let rid = s.request_id.as_str();
 
+    // Shared between the three futures (one task): milliseconds since `base`.
+    let base = tokio::time::Instant::now();
+    let ms = |at: tokio::time::Instant| at.duration_since(base).as_millis() as u64;
+    let last_activity = AtomicU64::new(0);
+    // 0: no pong awaited; else 1 + the deadline in ms (so a deadline at 0 still counts).
+    let pong_due = AtomicU64::new(0);
+    let pong_armed = tokio::sync::Notify::new();
+    let touch = || last_activity.store(ms(tokio::time::Instant::now()), Ordering::Relaxed);
+
     let hb_interval = p.heartbeat_interval;
-    let mut next_ping = hb_interval.and_then(after);
-    let mut pong_due: Option<tokio::time::Instant> = None;
-    let mut last_activity = tokio::time::Instant::now();
     // A token valid for more than a year: no deadline (the idle timeout still applies).
     let token_deadline = s
         .token_expires
         .and_then(|t| after(t.duration_since(SystemTime::now()).unwrap_or_default()));
-    let mut bucket = p.message_rate.map(|rate| {
-        let cap = p.message_burst.max(1) as f64;
-        (rate, cap, cap, Instant::now())
-    });
-    let mut ping_seq: u64 = 0;
-    let mut client_stalled = false;
     // A write that cannot complete for this long means the peer stopped reading.
     let (stall, stalled) = match hb_interval {
         Some(_) => (p.heartbeat_timeout, CloseReason::HeartbeatTimeout),
         None => (s.idle, CloseReason::IdleTimeout),
     };
 
-    // What ended the session: the reason, then the frames each side gets (None: already closed).
-    let (reason, to_client, to_upstream): (CloseReason, Option<CloseFrame>, Option<CloseFrame>) = loop {
-        let far = tokio::time::Instant::now() + FAR;
-        let idle_at = last_activity.checked_add(s.idle.min(FAR)).unwrap_or(far);
-        let timer = [
-            next_ping.unwrap_or(far),
-            pong_due.unwrap_or(far),
-            idle_at,
-            token_deadline.unwrap_or(far),
-        ]
-        .into_iter()
-        .min()
-        .unwrap_or(far);
-        tokio::select! {
-            m = cw.next() => match m {
-                None => break (CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
+    let client_to_upstream = async {
+        let mut bucket = p.message_rate.map(|rate| {
+            let cap = p.message_burst.max(1) as f64;
+            (rate, cap, cap, Instant::now())
+        });
+        loop {
+            match c_rx.next().await {
+                None => {
+                    return End::new(
+                        CloseReason::ClientGone,
+                        None,
+                        Some(close_frame(CloseCode::Away, "client gone")),
+                    )
+                }
                 Some(Ok(Message::Close(f))) => {
                     // tungstenite queued the echo of the client's close; the upstream gets its code.
-                    break (CloseReason::ClientClosed, None, Some(f.unwrap_or(close_frame(CloseCode::Normal, ""))));
+                    return End::new(
+                        CloseReason::ClientClosed,
+                        None,
+                        Some(f.unwrap_or(close_frame(CloseCode::Normal, ""))),
+                    );
                 }
-                Some(Ok(Message::Pong(_))) => { pong_due = None; }
+                Some(Ok(Message::Pong(_))) => pong_due.store(0, Ordering::Relaxed),
                 Some(Ok(Message::Ping(_))) | Some(Ok(Message::Frame(_))) => {}
                 Some(Ok(m)) => {
                     if let Some((rate, cap, tokens, at)) = bucket.as_mut() {
                         let now = Instant::now();
-                        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * *rate).min(*cap);
+                        *tokens =
+                            (*tokens + now.duration_since(*at).as_secs_f64() * *rate).min(*cap);
                         *at = now;
                         if *tokens < 1.0 {
-                            break (CloseReason::RateExceeded, Some(close_frame(CloseCode::Policy, "message rate exceeded")), Some(close_frame(CloseCode::Away, "client closed")));
+                            return End::new(
+                                CloseReason::RateExceeded,
+                                Some(close_frame(CloseCode::Policy, "message rate exceeded")),
+                                Some(close_frame(CloseCode::Away, "client closed")),
+                            );
                         }
                         *tokens -= 1.0;
                     }
-                    last_activity = tokio::time::Instant::now();
-                    match tokio::time::timeout(stall, uw.send(m)).await {
+                    touch();
+                    match tokio::time::timeout(stall, u_tx.send(m)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
                             tracing::debug!(request_id = %rid, error = %e, "upstream send failed");
-                            break (CloseReason::UpstreamGone, Some(close_frame(CloseCode::Error, "upstream error")), None);
+                            return End::new(
+                                CloseReason::UpstreamGone,
+                                Some(close_frame(CloseCode::Error, "upstream error")),
+                                None,
+                            );
                         }
-                        Err(_) => break (CloseReason::UpstreamGone, Some(close_frame(CloseCode::Error, "upstream stalled")), None),
-                    }
-                }
-                Some(Err(e)) => match close_code_for(&e) {
-                    Some((CloseCode::Size, why)) => break (CloseReason::MessageTooBig, Some(close_frame(CloseCode::Size, why)), Some(close_frame(CloseCode::Away, "client closed"))),
-                    Some((code, why)) => break (CloseReason::ProtocolError, Some(close_frame(code, why)), Some(close_frame(CloseCode::Away, "client closed"))),
-                    None => break (CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
-                },
-            },
-            m = uw.next() => match m {
-                None | Some(Err(_)) => break (CloseReason::UpstreamGone, Some(close_frame(CloseCode::Error, "upstream error")), None),
-                Some(Ok(Message::Close(f))) => {
-                    let down = f.filter(|f| sendable(f.code)).unwrap_or(close_frame(CloseCode::Normal, ""));
-                    break (CloseReason::UpstreamClosed, Some(down), None);
-                }
-                Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) | Some(Ok(Message::Frame(_))) => {}
-                Some(Ok(m)) => {
-                    last_activity = tokio::time::Instant::now();
-                    match tokio::time::timeout(stall, cw.send(m)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break (CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
-                        // The client stopped reading: as dead as one that stopped answering pings.
                         Err(_) => {
-                                client_stalled = true;
-                                break (stalled, None, Some(close_frame(CloseCode::Away, "client gone")));
-                            }
+                            let mut end = End::new(
+                                CloseReason::UpstreamGone,
+                                Some(close_frame(CloseCode::Error, "upstream stalled")),
+                                None,
+                            );
+                            end.upstream_stalled = true;
+                            return end;
+                        }
                     }
                 }
-            },
-            _ = watch_kill(&mut kill) => {
-                break (CloseReason::CertificateRevoked, Some(close_frame(CloseCode::Policy, "certificate revoked")), Some(close_frame(CloseCode::Away, "client closed")));
-            }
-            _ = tokio::time::sleep_until(timer) => {
-                let now = tokio::time::Instant::now();
-                if token_deadline.is_some_and(|t| t <= now) {
-                    break (CloseReason::TokenExpired, Some(close_frame(CloseCode::Policy, "token expired")), Some(close_frame(CloseCode::Away, "client closed")));
-                }
-                if pong_due.is_some_and(|t| t <= now) {
-                    break (CloseReason::HeartbeatTimeout, Some(close_frame(CloseCode::Away, "heartbeat timeout")), Some(close_frame(CloseCode::Away, "client gone")));
-                }
-                if idle_at <= now {
-                    break (CloseReason::IdleTimeout, Some(close_frame(CloseCode::Away, "idle timeout")), Some(close_frame(CloseCode::Away, "idle timeout")));
-                }
-                if let (Some(at), Some(every)) = (next_ping, hb_interval) {
-                    if at <= now {
-                        ping_seq += 1;
-                        let ping = Message::Ping(Bytes::from(ping_seq.to_be_bytes().to_vec()));
-                        match tokio::time::timeout(stall, cw.send(ping)).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => break (CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
-                            Err(_) => {
-                                client_stalled = true;
-                                break (stalled, None, Some(close_frame(CloseCode::Away, "client gone")));
-                            }
-                        }
-                        if pong_due.is_none() {
-                            pong_due = after(p.heartbeat_timeout);
-                        }
-                        next_ping = after(every);
+                Some(Err(e)) => {
+                    return match close_code_for(&e) {
+                        Some((CloseCode::Size, why)) => End::new(
+                            CloseReason::MessageTooBig,
+                            Some(close_frame(CloseCode::Size, why)),
+                            Some(close_frame(CloseCode::Away, "client closed")),
+                        ),
+                        Some((code, why)) => End::new(
+                            CloseReason::ProtocolError,
+                            Some(close_frame(code, why)),
+                            Some(close_frame(CloseCode::Away, "client closed")),
+                        ),
+                        None => End::new(
+                            CloseReason::ClientGone,
+                            None,
+                            Some(close_frame(CloseCode::Away, "client gone")),
+                        ),
                     }
                 }
             }
         }
     };
-    record_close(reason, rid, s.metrics.as_deref());
+
+    let upstream_to_client = async {
+        let client_stalled = || {
+            let mut end = End::new(
+                stalled,
+                None,
+                Some(close_frame(CloseCode::Away, "client gone")),
+            );
+            end.client_stalled = true;
+            end
+        };
+        let mut next_ping = hb_interval.and_then(after);
+        let mut ping_seq: u64 = 0;
+        loop {
+            let ping_at = next_ping.unwrap_or_else(|| tokio::time::Instant::now() + FAR);
+            tokio::select! {
+                m = u_rx.next() => match m {
+                    None | Some(Err(_)) => return End::new(CloseReason::UpstreamGone, Some(close_frame(CloseCode::Error, "upstream error")), None),
+                    Some(Ok(Message::Close(f))) => {
+                        let down = f.filter(|f| sendable(f.code)).unwrap_or(close_frame(CloseCode::Normal, ""));
+                        return End::new(CloseReason::UpstreamClosed, Some(down), None);
+                    }
+                    Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) | Some(Ok(Message::Frame(_))) => {}
+                    Some(Ok(m)) => {
+                        touch();
+                        match tokio::time::timeout(stall, c_tx.send(m)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => return End::new(CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
+                            // The client stopped reading: as dead as one that stopped answering pings.
+                            Err(_) => return client_stalled(),
+                        }
+                    }
+                },
+                _ = tokio::time::sleep_until(ping_at), if next_ping.is_some() => {
+                    ping_seq += 1;
+                    let ping = Message::Ping(Bytes::from(ping_seq.to_be_bytes().to_vec()));
+                    match tokio::time::timeout(stall, c_tx.send(ping)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return End::new(CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
+                        Err(_) => return client_stalled(),
+                    }
+                    if pong_due.load(Ordering::Relaxed) == 0 {
+                        if let Some(at) = after(p.heartbeat_timeout) {
+                            pong_due.store(1 + ms(at), Ordering::Relaxed);
+                            pong_armed.notify_one();
+                        }
+                    }
+                    next_ping = hb_interval.and_then(after);
+                }
+            }
+        }
+    };
+
+    let watchdog = async {
+        let idle = s.idle.min(FAR);
+        loop {
+            let far = tokio::time::Instant::now() + FAR;
+            let idle_at = (base + Duration::from_millis(last_activity.load(Ordering::Relaxed)))
+                .checked_add(idle)
+                .unwrap_or(far);
+            let pong_at = match pong_due.load(Ordering::Relaxed) {
+                0 => None,
+                d => Some(base + Duration::from_millis(d - 1)),
+            };
+            let timer = [
+                pong_at.unwrap_or(far),
+                idle_at,
+                token_deadline.unwrap_or(far),
+            ]
+            .into_iter()
+            .min()
+            .unwrap_or(far);
+            tokio::select! {
+                _ = watch_kill(&mut kill) => {
+                    return End::new(CloseReason::CertificateRevoked, Some(close_frame(CloseCode::Policy, "certificate revoked")), Some(close_frame(CloseCode::Away, "client closed")));
+                }
+                _ = pong_armed.notified() => {}
+                _ = tokio::time::sleep_until(timer) => {
+                    let now = tokio::time::Instant::now();
+                    if token_deadline.is_some_and(|t| t <= now) {
+                        return End::new(CloseReason::TokenExpired, Some(close_frame(CloseCode::Policy, "token expired")), Some(close_frame(CloseCode::Away, "client closed")));
+                    }
+                    if pong_at.is_some_and(|t| t <= now) && pong_due.load(Ordering::Relaxed) != 0 {
+                        return End::new(CloseReason::HeartbeatTimeout, Some(close_frame(CloseCode::Away, "heartbeat timeout")), Some(close_frame(CloseCode::Away, "client gone")));
+                    }
+                    let idle_at = (base + Duration::from_millis(last_activity.load(Ordering::Relaxed)))
+                        .checked_add(idle)
+                        .unwrap_or(far);
+                    if idle_at <= now {
+                        return End::new(CloseReason::IdleTimeout, Some(close_frame(CloseCode::Away, "idle timeout")), Some(close_frame(CloseCode::Away, "idle timeout")));
+                    }
+                }
+            }
+        }
+    };
+
+    let mut end = tokio::select! {
+        e = client_to_upstream => e,
+        e = upstream_to_client => e,
+        e = watchdog => e,
+    };
+    record_close(end.reason, rid, s.metrics.as_deref());
 
     // Close both sessions: send the frames, then wait (bounded) for the replies.
-    if let Some(f) = to_client {
-        let _ = tokio::time::timeout(CLOSE_WAIT, cw.close(Some(f))).await;
+    // A side that cannot take its close frame in time stopped reading: drop it.
+    if let Some(f) = end.to_client.take() {
+        if !end.client_stalled
+            && tokio::time::timeout(CLOSE_WAIT, c_tx.send(Message::Close(Some(f))))
+                .await
+                .is_err()
+        {
+            end.client_stalled = true;
+        }
     }
-    if let Some(f) = to_upstream {
-        let _ = tokio::time::timeout(CLOSE_WAIT, uw.close(Some(f))).await;
+    if let Some(f) = end.to_upstream.take() {
+        if !end.upstream_stalled
+            && tokio::time::timeout(CLOSE_WAIT, u_tx.send(Message::Close(Some(f))))
+                .await
+                .is_err()
+        {
+            end.upstream_stalled = true;
+        }
     }
-    if client_stalled {
-        // A client that stopped reading gets nothing more: its connection is dropped.
-        drain(&mut uw).await;
-    } else {
-        tokio::join!(drain(&mut cw), drain(&mut uw));
+    match (end.client_stalled, end.upstream_stalled) {
+        (false, false) => {
+            tokio::join!(drain(&mut c_rx), drain(&mut u_rx));
+        }
+        (true, false) => drain(&mut u_rx).await,
+        (false, true) => drain(&mut c_rx).await,
+        (true, true) => {}
     }
 }
 

@@ -66,12 +66,15 @@ pub fn serve(path: &Path) -> ExitCode {
 
 /// Runs the gateway until SIGINT/SIGTERM; `on_ready` sees the bound addresses.
 pub fn run_gateway(cfg: Config, on_ready: impl FnOnce(&portcullis_proxy::BoundAddrs)) -> ExitCode {
-    let mut rb = tokio::runtime::Builder::new_multi_thread();
-    rb.enable_all();
-    if let Some(n) = cfg.server.worker_threads {
-        rb.worker_threads(n);
-    }
-    let rt = match rb.build() {
+    // The control runtime: signals, reloads, health checks, the admin API,
+    // redirects. Connections are served on the worker threads the gateway
+    // starts (`[server] worker_threads`, one per core by default).
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(1)
+        .thread_name("portcullis-control")
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -797,7 +797,11 @@ fn a_client_that_stops_reading_is_closed_like_a_dead_one() {
     );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.starts_with("HTTP/1.1 101"), "{text}");
-    assert!(text.trim_end().ends_with("closed"), "{text}");
+    assert!(
+        text.trim_end().ends_with("closed"),
+        "{text}\n{}",
+        log_of(&g)
+    );
     assert!(
         wait_until(std::time::Duration::from_secs(5), || log_of(&g)
             .contains("reason=\"idle_timeout\"")

@@ -49,7 +49,7 @@ async fn check_once(up: &Upstream, i: usize, hc: &HealthCheckConfig) -> Result<(
         .header(http::header::USER_AGENT, "portcullis-health-check")
         .body(RequestBody::Empty)
         .map_err(|e| e.to_string())?;
-    match tokio::time::timeout(hc.timeout, up.client.request(req)).await {
+    match tokio::time::timeout(hc.timeout, up.client().request(req)).await {
         Err(_) => Err("timed out".into()),
         Ok(Err(e)) => Err(format!("{e}")),
         Ok(Ok(resp)) => {

@@ -1,7 +1,9 @@
 //! Upstream groups: server selection, pooled connections, passive ejection.
 //!
-//! Owns, per `[[upstream]]`, the pooled hyper client (HTTP or HTTPS, with
-//! optional upstream mTLS), the balancer (round-robin or least connections),
+//! Owns, per `[[upstream]]`, the pooled hyper clients (HTTP or HTTPS, with
+//! optional upstream mTLS; one pool per worker thread, as nginx's `keepalive`
+//! is per worker process, so a request never uses a connection driven by
+//! another thread), the balancer (round-robin or least connections),
 //! and each server's health: passive ejection after `max_fails` failures
 //! within `fail_timeout` (nginx's semantics) and the verdict of active health
 //! checks (`health.rs`). It does not build requests; `forward.rs` does.
@@ -83,7 +85,7 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// A group of servers with one pooled client.
+/// A group of servers with pooled clients (one per worker).
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
@@ -94,7 +96,8 @@ pub struct Upstream {
     max_fails: u32,
     fail_timeout_ms: u64,
     rr: AtomicUsize,
-    pub client: HttpClient,
+    /// Index `crate::workers::current()`: 0 for the control runtime.
+    clients: Vec<HttpClient>,
 }
 
 /// Why an upstream could not be built.
@@ -131,13 +134,17 @@ impl Upstream {
             None => builder,
         };
         let connector = builder.enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(cfg.keepalive_timeout)
-            .pool_max_idle_per_host(cfg.keepalive)
-            .set_host(false)
-            .retry_canceled_requests(true)
-            .build(connector);
+        let clients = (0..crate::workers::slots())
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(cfg.keepalive_timeout)
+                    .pool_max_idle_per_host(cfg.keepalive)
+                    .set_host(false)
+                    .retry_canceled_requests(true)
+                    .build(connector.clone())
+            })
+            .collect();
         Ok(Upstream {
             name: cfg.name.clone(),
             servers: cfg
@@ -151,8 +158,13 @@ impl Upstream {
             max_fails: cfg.max_fails,
             fail_timeout_ms: cfg.fail_timeout.as_millis() as u64,
             rr: AtomicUsize::new(0),
-            client,
+            clients,
         })
+    }
+
+    /// The pooled client of the calling worker thread.
+    pub fn client(&self) -> &HttpClient {
+        &self.clients[crate::workers::current() % self.clients.len()]
     }
 
     /// Picks a server not in `tried`: healthy and not ejected first; if every
