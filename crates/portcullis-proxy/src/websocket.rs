@@ -534,24 +534,9 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
 
     // Close both sessions: send the frames, then wait (bounded) for the replies.
     // A side that cannot take its close frame in time stopped reading: drop it.
-    if let Some(f) = end.to_client.take() {
-        if !end.client_stalled
-            && tokio::time::timeout(CLOSE_WAIT, c_tx.send(Message::Close(Some(f))))
-                .await
-                .is_err()
-        {
-            end.client_stalled = true;
-        }
-    }
-    if let Some(f) = end.to_upstream.take() {
-        if !end.upstream_stalled
-            && tokio::time::timeout(CLOSE_WAIT, u_tx.send(Message::Close(Some(f))))
-                .await
-                .is_err()
-        {
-            end.upstream_stalled = true;
-        }
-    }
+    end.client_stalled = send_close(&mut c_tx, end.to_client.take(), end.client_stalled).await;
+    end.upstream_stalled =
+        send_close(&mut u_tx, end.to_upstream.take(), end.upstream_stalled).await;
     match (end.client_stalled, end.upstream_stalled) {
         (false, false) => {
             tokio::join!(drain(&mut c_rx), drain(&mut u_rx));
@@ -559,6 +544,20 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
         (true, false) => drain(&mut u_rx).await,
         (false, true) => drain(&mut c_rx).await,
         (true, true) => {}
+    }
+}
+
+/// Sends a close frame unless the side already stalled; true when it stalled
+/// (could not take the frame within `CLOSE_WAIT`).
+async fn send_close<T>(tx: &mut T, frame: Option<CloseFrame>, stalled: bool) -> bool
+where
+    T: futures_util::Sink<Message> + Unpin,
+{
+    match frame {
+        Some(f) if !stalled => tokio::time::timeout(CLOSE_WAIT, tx.send(Message::Close(Some(f))))
+            .await
+            .is_err(),
+        _ => stalled,
     }
 }
 
