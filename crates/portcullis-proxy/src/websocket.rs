@@ -11,7 +11,7 @@
 //! Every connection closed here is counted by a bounded reason
 //! ([`CloseReason::as_str`], [`close_counts`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
@@ -334,6 +334,10 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
     let pong_due = AtomicU64::new(0);
     let pong_armed = tokio::sync::Notify::new();
     let touch = || last_activity.store(ms(tokio::time::Instant::now()), Ordering::Relaxed);
+    // True while a message waits to be written to the client. An upstream that
+    // stops reading meanwhile may only be waiting on us (an echo blocked on
+    // its own write): the client's stall is the cause and is reported as such.
+    let to_client_pending = AtomicBool::new(false);
 
     let hb_interval = p.heartbeat_interval;
     // A token valid for more than a year: no deadline (the idle timeout still applies).
@@ -386,7 +390,15 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
                         *tokens -= 1.0;
                     }
                     touch();
-                    match tokio::time::timeout(stall, u_tx.send(m)).await {
+                    let mut send = u_tx.send(m);
+                    let sent = loop {
+                        match tokio::time::timeout(stall, &mut send).await {
+                            // The other direction ends the relay when the client stays stalled.
+                            Err(_) if to_client_pending.load(Ordering::Relaxed) => continue,
+                            r => break r,
+                        }
+                    };
+                    match sent {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
                             tracing::debug!(request_id = %rid, error = %e, "upstream send failed");
@@ -454,7 +466,10 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
                     Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) | Some(Ok(Message::Frame(_))) => {}
                     Some(Ok(m)) => {
                         touch();
-                        match tokio::time::timeout(stall, c_tx.send(m)).await {
+                        to_client_pending.store(true, Ordering::Relaxed);
+                        let sent = tokio::time::timeout(stall, c_tx.send(m)).await;
+                        to_client_pending.store(false, Ordering::Relaxed);
+                        match sent {
                             Ok(Ok(())) => {}
                             Ok(Err(_)) => return End::new(CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
                             // The client stopped reading: as dead as one that stopped answering pings.
@@ -465,7 +480,10 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
                 _ = tokio::time::sleep_until(ping_at), if next_ping.is_some() => {
                     ping_seq += 1;
                     let ping = Message::Ping(Bytes::from(ping_seq.to_be_bytes().to_vec()));
-                    match tokio::time::timeout(stall, c_tx.send(ping)).await {
+                    to_client_pending.store(true, Ordering::Relaxed);
+                    let sent = tokio::time::timeout(stall, c_tx.send(ping)).await;
+                    to_client_pending.store(false, Ordering::Relaxed);
+                    match sent {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return End::new(CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
                         Err(_) => return client_stalled(),
