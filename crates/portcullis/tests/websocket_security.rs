@@ -810,3 +810,92 @@ fn a_client_that_stops_reading_is_closed_like_a_dead_one() {
         log_of(&g)
     );
 }
+
+/// A rustls client trusting the test environment's CA, speaking HTTP/1.1.
+fn ws_tls(env: &TestEnv) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(env.ca_file()).expect("ca file") {
+        roots.add(c.expect("ca pem")).expect("root");
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+}
+
+/// Sends `count` binary messages of `size` bytes while reading the echoes on
+/// the same connection at the same time; returns how many echoes came back
+/// intact (stops at the first wrong one, or when nothing arrives for 20 s).
+async fn large_echoes(env: &TestEnv, path: &str, count: usize, size: usize) -> usize {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.https_port))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = ws_tls(env).connect(name, tcp).await.expect("handshake");
+    let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(4 << 20))
+        .max_frame_size(Some(4 << 20));
+    let (ws, resp) = tokio_tungstenite::client_async_with_config(
+        format!("wss://localhost:{}{path}", env.https_port),
+        tls,
+        Some(cfg),
+    )
+    .await
+    .expect("websocket upgrade");
+    assert_eq!(resp.status(), 101);
+    let (mut tx, mut rx) = ws.split();
+    let message = move |i: usize| {
+        let mut v = vec![(i % 251) as u8; size];
+        v[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        v
+    };
+    let sender = tokio::spawn(async move {
+        for i in 0..count {
+            if tx.send(Message::binary(message(i))).await.is_err() {
+                break;
+            }
+        }
+        tx
+    });
+    let mut intact = 0;
+    while intact < count {
+        match tokio::time::timeout(std::time::Duration::from_secs(20), rx.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) if b[..] == message(intact)[..] => intact += 1,
+            other => {
+                eprintln!("echo {intact}: {other:?}");
+                break;
+            }
+        }
+    }
+    if let Ok(mut tx) = sender.await {
+        let _ = tx.close().await;
+    }
+    intact
+}
+
+#[test]
+fn large_messages_both_ways_at_once_never_stall_in_either_mode() {
+    let env = env();
+    let _g = env.start(&echo_config(
+        &env,
+        "[[route]]\nname = \"tunnel\"\npath = \"/tunnel/\"\nupstream = \"echo\"\n\n\
+         [[route]]\nname = \"framed\"\npath = \"/framed/\"\nupstream = \"echo\"\n\
+         [route.websocket]\nmax_message_size = \"2m\"\n",
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for path in ["/tunnel/big", "/framed/big"] {
+        let n = rt.block_on(large_echoes(&env, path, 48, 1 << 20));
+        assert_eq!(n, 48, "{path}: {n} of 48 echoes came back");
+    }
+}
