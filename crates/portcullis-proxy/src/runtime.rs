@@ -188,11 +188,13 @@ fn http_builder(l: &Limits, http2: bool) -> auto::Builder<TokioExecutor> {
 }
 
 impl Runtime {
-    /// Builds a runtime; starts health checks (they stop when it is dropped).
+    /// Builds a runtime for `workers` worker threads (one upstream pool each);
+    /// starts health checks (they stop when it is dropped).
     /// `previous` lends its rate-limit zones: a zone whose settings did not
     /// change keeps its counters across a reload.
     pub fn build(
         cfg: &Config,
+        workers: usize,
         ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
         fetched: &crate::mtls::fetch::RevocationFetcher,
         previous: Option<&Runtime>,
@@ -285,7 +287,7 @@ impl Runtime {
         let mut upstreams = Vec::new();
         let mut health = Vec::new();
         for u in &cfg.upstreams {
-            let up = Arc::new(Upstream::build(u)?);
+            let up = Arc::new(Upstream::build(u, workers)?);
             if let Some(hc) = &u.health_check {
                 health.extend(spawn_health_checks(&up, hc));
             }

@@ -147,12 +147,10 @@ impl Gateway {
     /// Must run inside a tokio runtime (the control runtime).
     pub fn bind(config: Arc<Config>) -> Result<Gateway, StartError> {
         let n_workers = crate::workers::count(config.server.worker_threads);
-        // Before the runtime is built: upstream pools are made per worker.
-        crate::workers::set_configured(n_workers);
         let ticketer =
             crate::tls::new_ticketer().map_err(|e| BuildError::Tls("session tickets".into(), e))?;
         let fetcher = Arc::new(crate::mtls::fetch::RevocationFetcher::default());
-        let runtime = Runtime::build(&config, Some(ticketer.clone()), &fetcher, None)?;
+        let runtime = Runtime::build(&config, n_workers, Some(ticketer.clone()), &fetcher, None)?;
         let mut addrs = BoundAddrs::default();
         let mut listeners = Vec::new();
         for l in &config.listeners {
@@ -867,6 +865,7 @@ impl Reloader {
         let current = self.runtime.load_full();
         let rt = Runtime::build(
             config,
+            self.workers.len(),
             Some(self.ticketer.clone()),
             &self.fetcher,
             Some(&current),

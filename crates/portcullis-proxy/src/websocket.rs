@@ -502,18 +502,20 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
 
     let watchdog = async {
         let idle = s.idle.min(FAR);
+        let idle_at = |far| {
+            (base + Duration::from_millis(last_activity.load(Ordering::Relaxed)))
+                .checked_add(idle)
+                .unwrap_or(far)
+        };
         loop {
             let far = tokio::time::Instant::now() + FAR;
-            let idle_at = (base + Duration::from_millis(last_activity.load(Ordering::Relaxed)))
-                .checked_add(idle)
-                .unwrap_or(far);
             let pong_at = match pong_due.load(Ordering::Relaxed) {
                 0 => None,
                 d => Some(base + Duration::from_millis(d - 1)),
             };
             let timer = [
                 pong_at.unwrap_or(far),
-                idle_at,
+                idle_at(far),
                 token_deadline.unwrap_or(far),
             ]
             .into_iter()
@@ -532,10 +534,7 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
                     if pong_at.is_some_and(|t| t <= now) && pong_due.load(Ordering::Relaxed) != 0 {
                         return End::new(CloseReason::HeartbeatTimeout, Some(close_frame(CloseCode::Away, "heartbeat timeout")), Some(close_frame(CloseCode::Away, "client gone")));
                     }
-                    let idle_at = (base + Duration::from_millis(last_activity.load(Ordering::Relaxed)))
-                        .checked_add(idle)
-                        .unwrap_or(far);
-                    if idle_at <= now {
+                    if idle_at(far) <= now {
                         return End::new(CloseReason::IdleTimeout, Some(close_frame(CloseCode::Away, "idle timeout")), Some(close_frame(CloseCode::Away, "idle timeout")));
                     }
                 }

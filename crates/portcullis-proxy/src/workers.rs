@@ -15,7 +15,6 @@
 //! docs/request-path.md, "Threads".
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -24,9 +23,6 @@ use tokio::sync::watch;
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
 }
-
-/// Worker threads the gateway runs (set once by `Gateway::bind`).
-static CONFIGURED: AtomicUsize = AtomicUsize::new(0);
 
 /// The worker this thread is (1-based), 0 on any other thread.
 pub fn current() -> usize {
@@ -40,14 +36,10 @@ pub fn count(worker_threads: Option<usize>) -> usize {
         .max(1)
 }
 
-/// Records the number of workers, for per-worker pools built later (reloads).
-pub fn set_configured(n: usize) {
-    CONFIGURED.store(n, Ordering::Relaxed);
-}
-
-/// Per-worker slots to build: one per worker plus one for the control runtime.
-pub fn slots() -> usize {
-    CONFIGURED.load(Ordering::Relaxed).max(1) + 1
+/// Per-worker slots to build for `workers` workers: one each plus one for
+/// the control runtime (indexed by [`current`]).
+pub fn slots(workers: usize) -> usize {
+    workers.max(1) + 1
 }
 
 /// Running worker threads.

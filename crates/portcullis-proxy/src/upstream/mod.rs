@@ -108,7 +108,7 @@ pub enum UpstreamBuildError {
 }
 
 impl Upstream {
-    pub fn build(cfg: &UpstreamConfig) -> Result<Self, UpstreamBuildError> {
+    pub fn build(cfg: &UpstreamConfig, workers: usize) -> Result<Self, UpstreamBuildError> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -134,7 +134,7 @@ impl Upstream {
             None => builder,
         };
         let connector = builder.enable_http1().wrap_connector(http);
-        let clients = (0..crate::workers::slots())
+        let clients = (0..crate::workers::slots(workers))
             .map(|_| {
                 Client::builder(TokioExecutor::new())
                     .pool_timer(TokioTimer::new())
