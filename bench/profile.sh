@@ -5,6 +5,7 @@
 # bench/gateway.sh's config, loads it with oha and samples it with `perf record -e cpu-clock -g`
 # (software clock: works in VMs without a PMU). Prints the top symbols; perf.data stays in
 # $BENCH_WORKDIR/profile/. Needs a previous bench/run.sh (certs, nginx confs) and perf.
+# PERF_CALLGRAPH="--call-graph dwarf" PERF_FREQ=500: full stacks through frames without pointers.
 set -euo pipefail
 SC=${1:-h1}; DUR=${2:-10}
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/.." && pwd)
@@ -18,7 +19,7 @@ setsid "$HERE/gateway.sh" > "$P/gateway.log" 2>&1 & GW=$!
 cleanup() { kill -TERM -- -"$GW" 2>/dev/null || true; nginx -p "$NGX" -c "$NGX/backend.conf" -s quit 2>/dev/null || true; }
 trap cleanup EXIT
 timeout 20 bash -c 'until (exec 3<>/dev/tcp/127.0.0.1/28443) 2>/dev/null; do sleep 0.2; done'
-PID=$(pgrep -f "portcullis serve --config $P/portcullis.toml" | head -1)
+PID=$(pgrep -f " serve --config $P/portcullis.toml" | head -1)
 port=28443; tls=(--cacert "$CERTS/ca.crt")
 case "$SC" in m*) port=28444; tls+=(--cert "$CERTS/client.crt" --key "$CERTS/client.key");; esac
 case "$SC" in
@@ -27,7 +28,7 @@ case "$SC" in
 esac
 "$OHA" -z "$((DUR + 2))s" --no-tui --ipv4 -w "${args[@]}" "${tls[@]}" "https://localhost:$port/" > "$P/oha-$SC.txt" 2>&1 &
 sleep 1
-perf record -e cpu-clock -F 2000 -g -p "$PID" -o "$P/perf-$SC.data" -- sleep "$DUR" 2> /dev/null
+perf record -e cpu-clock -F "${PERF_FREQ:-2000}" ${PERF_CALLGRAPH:--g} -p "$PID" -o "$P/perf-$SC.data" -- sleep "$DUR" 2> /dev/null
 wait
 grep -E "Requests/sec" "$P/oha-$SC.txt" || true
 perf report -i "$P/perf-$SC.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^$' | grep -E '^ +[0-9]' | head -40

@@ -15,6 +15,7 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and the usual non-standard ones).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -86,12 +87,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
             }
         }
     }
-    for name in HOP_BY_HOP {
-        if keep_upgrade && name == "upgrade" {
-            continue;
-        }
-        h.remove(name);
-    }
+    remove_where(h, |n| {
+        HOP_BY_HOP.contains(n) && !(keep_upgrade && n == header::UPGRADE)
+    });
     if keep_upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -99,8 +97,21 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Drops every identity and method-override header a client sent.
 pub fn strip_client_assertions(h: &mut HeaderMap) {
-    for name in IDENTITY_HEADERS.iter().chain(METHOD_OVERRIDE.iter()) {
-        h.remove(name);
+    remove_where(h, |n| {
+        IDENTITY_HEADERS.contains(n) || METHOD_OVERRIDE.contains(n)
+    });
+}
+
+/// Removes every header whose name matches. One pass over the (few) names a
+/// request has instead of one hashed lookup per listed name: on the hot path
+/// nothing matches and nothing is hashed.
+fn remove_where(h: &mut HeaderMap, pred: impl Fn(&HeaderName) -> bool) {
+    if !h.keys().any(&pred) {
+        return;
+    }
+    let names: Vec<HeaderName> = h.keys().filter(|n| pred(n)).cloned().collect();
+    for n in names {
+        h.remove(n);
     }
 }
 
@@ -197,8 +208,7 @@ pub fn new_request_id() -> String {
 /// Cleans an upstream response's headers before they reach the client.
 pub fn clean_response_headers(h: &mut HeaderMap, keep_upgrade: bool) {
     strip_hop_by_hop(h, keep_upgrade);
-    h.remove(header::SERVER);
-    h.remove("x-powered-by");
+    remove_where(h, |n| n == header::SERVER || n == X_POWERED_BY);
 }
 
 #[cfg(test)]
@@ -262,6 +272,25 @@ mod tests {
         assert!(h.get("te").is_none());
         assert!(h.get("connection").is_none());
         assert!(h.get("x-real-ip").is_some());
+    }
+
+    #[test]
+    fn upgrade_survives_only_when_kept_and_server_banners_go() {
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("connection", HeaderValue::from_static("upgrade"));
+        h.insert("server", HeaderValue::from_static("Apache/2.4.1"));
+        h.insert("x-powered-by", HeaderValue::from_static("PHP/5.1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        let mut kept = h.clone();
+        clean_response_headers(&mut kept, true);
+        assert_eq!(kept["upgrade"], "websocket");
+        assert_eq!(kept["connection"], "upgrade");
+        assert!(kept.get("server").is_none() && kept.get("x-powered-by").is_none());
+        clean_response_headers(&mut h, false);
+        assert!(h.get("upgrade").is_none() && h.get("connection").is_none());
+        assert!(h.get("server").is_none() && h.get("x-powered-by").is_none());
+        assert_eq!(h["x-kept"], "1");
     }
 
     #[test]

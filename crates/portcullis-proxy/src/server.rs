@@ -654,7 +654,9 @@ async fn serve_tls(
     // Every request reads the runtime current when it arrives, so a reload
     // applies to open keep-alive and HTTP/2 connections too (routes, upstreams,
     // auth, limits), not only to connections accepted after it.
-    let service = service_fn(move |req| stack::handle(current.load_full(), info.clone(), req));
+    // Boxed: the request future is a few KB, and hyper moves what the service returns.
+    let service =
+        service_fn(move |req| Box::pin(stack::handle(current.load_full(), info.clone(), req)));
     let conn = lr
         .http
         .serve_connection_with_upgrades(TokioIo::new(guarded), service)
