@@ -27,6 +27,7 @@ use crate::observe::LoggedBody;
 use crate::rescue::{error_response, GatewayError};
 use crate::route::normalize_path;
 use crate::runtime::{HeaderSet, RouteRuntime, Runtime};
+use crate::upstream::{DirectError, SendError};
 
 /// What a connection knows about itself, shared by its requests.
 #[derive(Debug)]
@@ -842,13 +843,8 @@ async fn proxy(
         let server = &upstream.servers[si];
         log.upstream_addr = Some(server.authority.clone());
         let last = tried.len() >= max_attempts || tried.len() >= upstream.servers.len();
-        let uri: Uri = match format!("{}{}", server.base, path_q).parse() {
-            Ok(u) => u,
-            Err(_) => return Err((GatewayError::BadRequest("invalid request target"), Some(ri))),
-        };
         let mut out = Request::new(body.take().unwrap_or(RequestBody::Empty));
         *out.method_mut() = parts.method.clone();
-        *out.uri_mut() = uri;
         *out.version_mut() = Version::HTTP_11;
         *out.headers_mut() = if last {
             std::mem::take(&mut parts.headers)
@@ -861,10 +857,13 @@ async fn proxy(
         if let Some(hv) = hv {
             out.headers_mut().insert(header::HOST, hv);
         }
-        match tokio::time::timeout(timeout, upstream.client().request(out)).await {
+        match tokio::time::timeout(timeout, upstream.send(si, &path_q, out, upgrade)).await {
             Ok(Ok(r)) => {
                 drop(guard);
                 break r;
+            }
+            Ok(Err(SendError::Direct(DirectError::BadTarget(_)))) => {
+                return Err((GatewayError::BadRequest("invalid request target"), Some(ri)))
             }
             Ok(Err(e)) => {
                 drop(guard);

@@ -1,13 +1,16 @@
 //! Upstream groups: server selection, pooled connections, passive ejection.
 //!
-//! Owns, per `[[upstream]]`, the pooled hyper clients (HTTP or HTTPS, with
-//! optional upstream mTLS; one pool per worker thread, as nginx's `keepalive`
-//! is per worker process, so a request never uses a connection driven by
-//! another thread), the balancer (round-robin or least connections),
+//! Owns, per `[[upstream]]`, the connection pools, one per worker thread (as
+//! nginx's `keepalive` is per worker process, so a request never uses a
+//! connection driven by another thread): direct HTTP/1.1 connections for
+//! plain-HTTP requests (`direct.rs`), and hyper-util's pooled client for HTTPS
+//! (optional upstream mTLS), upgrades and health checks; the balancer
+//! (round-robin or least connections),
 //! and each server's health: passive ejection after `max_fails` failures
 //! within `fail_timeout` (nginx's semantics) and the verdict of active health
 //! checks (`health.rs`). It does not build requests; `forward.rs` does.
 
+mod direct;
 mod health;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -19,6 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+pub use direct::DirectError;
 pub use health::{spawn_health_checks, TaskGuard};
 
 use crate::body::RequestBody;
@@ -98,6 +102,27 @@ pub struct Upstream {
     rr: AtomicUsize,
     /// Index `crate::workers::current()`: 0 for the control runtime.
     clients: Vec<HttpClient>,
+    /// Plain-HTTP requests without an upgrade (`direct.rs`).
+    direct: direct::DirectPool,
+}
+
+/// Why an upstream request failed, from either client.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Pooled(#[from] hyper_util::client::legacy::Error),
+    #[error(transparent)]
+    Direct(#[from] DirectError),
+}
+
+impl SendError {
+    /// Nothing reached the server (connection refused, connect timeout).
+    pub fn is_connect(&self) -> bool {
+        match self {
+            SendError::Pooled(e) => e.is_connect(),
+            SendError::Direct(e) => e.is_connect(),
+        }
+    }
 }
 
 /// Why an upstream could not be built.
@@ -159,12 +184,45 @@ impl Upstream {
             fail_timeout_ms: cfg.fail_timeout.as_millis() as u64,
             rr: AtomicUsize::new(0),
             clients,
+            direct: direct::DirectPool::new(
+                workers,
+                cfg.servers.len(),
+                cfg.keepalive,
+                cfg.keepalive_timeout,
+                cfg.connect_timeout,
+            ),
         })
     }
 
     /// The pooled client of the calling worker thread.
     pub fn client(&self) -> &HttpClient {
         &self.clients[crate::workers::current() % self.clients.len()]
+    }
+
+    /// Sends a request to server `si`: `path_q` is the path and query the
+    /// upstream receives, `req`'s URI is replaced. Plain-HTTP requests that do
+    /// not upgrade go over this worker's direct connections; HTTPS and
+    /// upgrades over the pooled client.
+    pub async fn send(
+        &self,
+        si: usize,
+        path_q: &str,
+        mut req: http::Request<RequestBody>,
+        upgrade: bool,
+    ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+        let server = &self.servers[si];
+        let direct = !server.https && !upgrade;
+        let uri = if direct {
+            http::Uri::try_from(path_q)
+        } else {
+            http::Uri::try_from(format!("{}{}", server.base, path_q))
+        };
+        *req.uri_mut() = uri.map_err(|e| SendError::Direct(DirectError::BadTarget(e)))?;
+        if direct {
+            Ok(self.direct.send(si, &server.authority, req).await?)
+        } else {
+            Ok(self.client().request(req).await?)
+        }
     }
 
     /// Picks a server not in `tried`: healthy and not ejected first; if every
