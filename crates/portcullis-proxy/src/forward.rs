@@ -18,7 +18,7 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and the usual non-standard ones).
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     HeaderName::from_static("connection"),
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -30,7 +30,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Headers that carry an identity the gateway asserts; clients' copies are always dropped.
-const IDENTITY_HEADERS: [HeaderName; 16] = [
+static IDENTITY_HEADERS: [HeaderName; 16] = [
     HeaderName::from_static("x-ssl-client-cert"),
     HeaderName::from_static("x-ssl-client-dn"),
     HeaderName::from_static("x-ssl-client-verify"),
@@ -51,7 +51,7 @@ const IDENTITY_HEADERS: [HeaderName; 16] = [
 
 /// Method-override headers, honoured by some frameworks: a client could turn
 /// an allowed GET into a DELETE behind the gateway's back.
-const METHOD_OVERRIDE: [HeaderName; 3] = [
+static METHOD_OVERRIDE: [HeaderName; 3] = [
     HeaderName::from_static("x-http-method-override"),
     HeaderName::from_static("x-http-method"),
     HeaderName::from_static("x-method-override"),
@@ -106,11 +106,7 @@ pub fn strip_client_assertions(h: &mut HeaderMap) {
 /// request has instead of one hashed lookup per listed name: on the hot path
 /// nothing matches and nothing is hashed.
 fn remove_where(h: &mut HeaderMap, pred: impl Fn(&HeaderName) -> bool) {
-    if !h.keys().any(&pred) {
-        return;
-    }
-    let names: Vec<HeaderName> = h.keys().filter(|n| pred(n)).cloned().collect();
-    for n in names {
+    while let Some(n) = h.keys().find(|n| pred(n)).cloned() {
         h.remove(n);
     }
 }
