@@ -666,18 +666,8 @@ async fn serve_tls(
     // and health checks) alive after a reload.
     drop(rt);
     let mut conn = Box::pin(conn);
-    let revoked = async move {
-        match kill {
-            Some(mut k) => {
-                while !*k.borrow() {
-                    if k.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
+    let mut kill = kill;
+    let revoked = async move { crate::mtls::revoked(&mut kill).await };
     let res = tokio::select! {
         r = conn.as_mut() => r,
         _ = revoked => {

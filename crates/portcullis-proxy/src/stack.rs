@@ -27,7 +27,7 @@ use crate::observe::LoggedBody;
 use crate::rescue::{error_response, GatewayError};
 use crate::route::normalize_path;
 use crate::runtime::{HeaderSet, RouteRuntime, Runtime};
-use crate::upstream::{DirectError, SendError};
+use crate::upstream::SendError;
 
 /// What a connection knows about itself, shared by its requests.
 #[derive(Debug)]
@@ -862,7 +862,7 @@ async fn proxy(
                 drop(guard);
                 break r;
             }
-            Ok(Err(SendError::Direct(DirectError::BadTarget(_)))) => {
+            Ok(Err(SendError::BadTarget(_))) => {
                 return Err((GatewayError::BadRequest("invalid request target"), Some(ri)))
             }
             Ok(Err(e)) => {

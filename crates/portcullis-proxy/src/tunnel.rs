@@ -56,21 +56,9 @@ pub fn spawn(
             }
         };
         let mut kill = kill;
-        let revoked = async {
-            match kill.as_mut() {
-                Some(k) => {
-                    while !*k.borrow() {
-                        if k.changed().await.is_err() {
-                            std::future::pending::<()>().await
-                        }
-                    }
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
             _ = both => {}
-            _ = revoked => {
+            _ = crate::mtls::revoked(&mut kill) => {
                 tracing::info!(%request_id, "upgraded connection closed: client certificate revoked");
             }
             _ = idle_watch => {

@@ -452,6 +452,13 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
             end.client_stalled = true;
             end
         };
+        let client_gone = || {
+            End::new(
+                CloseReason::ClientGone,
+                None,
+                Some(close_frame(CloseCode::Away, "client gone")),
+            )
+        };
         let mut next_ping = hb_interval.and_then(after);
         let mut ping_seq: u64 = 0;
         loop {
@@ -466,27 +473,21 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
                     Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) | Some(Ok(Message::Frame(_))) => {}
                     Some(Ok(m)) => {
                         touch();
-                        to_client_pending.store(true, Ordering::Relaxed);
-                        let sent = tokio::time::timeout(stall, c_tx.send(m)).await;
-                        to_client_pending.store(false, Ordering::Relaxed);
-                        match sent {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => return End::new(CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
+                        match send_to_client(&mut c_tx, m, stall, &to_client_pending).await {
+                            ClientSend::Sent => {}
+                            ClientSend::Gone => return client_gone(),
                             // The client stopped reading: as dead as one that stopped answering pings.
-                            Err(_) => return client_stalled(),
+                            ClientSend::Stalled => return client_stalled(),
                         }
                     }
                 },
                 _ = tokio::time::sleep_until(ping_at), if next_ping.is_some() => {
                     ping_seq += 1;
                     let ping = Message::Ping(Bytes::from(ping_seq.to_be_bytes().to_vec()));
-                    to_client_pending.store(true, Ordering::Relaxed);
-                    let sent = tokio::time::timeout(stall, c_tx.send(ping)).await;
-                    to_client_pending.store(false, Ordering::Relaxed);
-                    match sent {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return End::new(CloseReason::ClientGone, None, Some(close_frame(CloseCode::Away, "client gone"))),
-                        Err(_) => return client_stalled(),
+                    match send_to_client(&mut c_tx, ping, stall, &to_client_pending).await {
+                        ClientSend::Sent => {}
+                        ClientSend::Gone => return client_gone(),
+                        ClientSend::Stalled => return client_stalled(),
                     }
                     if pong_due.load(Ordering::Relaxed) == 0 {
                         if let Some(at) = after(p.heartbeat_timeout) {
@@ -522,7 +523,7 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
             .min()
             .unwrap_or(far);
             tokio::select! {
-                _ = watch_kill(&mut kill) => {
+                _ = crate::mtls::revoked(&mut kill) => {
                     return End::new(CloseReason::CertificateRevoked, Some(close_frame(CloseCode::Policy, "certificate revoked")), Some(close_frame(CloseCode::Away, "client closed")));
                 }
                 _ = pong_armed.notified() => {}
@@ -564,6 +565,35 @@ pub async fn relay(client: TokioIo<Upgraded>, upstream: TokioIo<Upgraded>, s: Se
     }
 }
 
+/// How a send to the client went.
+enum ClientSend {
+    Sent,
+    Gone,
+    /// Not taken within the stall limit: the client stopped reading.
+    Stalled,
+}
+
+/// Sends to the client within `stall`; `pending` is true while it waits, so
+/// the other direction does not blame the upstream for the back-pressure.
+async fn send_to_client<T>(
+    tx: &mut T,
+    m: Message,
+    stall: Duration,
+    pending: &AtomicBool,
+) -> ClientSend
+where
+    T: futures_util::Sink<Message> + Unpin,
+{
+    pending.store(true, Ordering::Relaxed);
+    let sent = tokio::time::timeout(stall, tx.send(m)).await;
+    pending.store(false, Ordering::Relaxed);
+    match sent {
+        Ok(Ok(())) => ClientSend::Sent,
+        Ok(Err(_)) => ClientSend::Gone,
+        Err(_) => ClientSend::Stalled,
+    }
+}
+
 /// Sends a close frame unless the side already stalled; true when it stalled
 /// (could not take the frame within `CLOSE_WAIT`).
 async fn send_close<T>(tx: &mut T, frame: Option<CloseFrame>, stalled: bool) -> bool
@@ -592,19 +622,6 @@ fn sendable(code: CloseCode) -> bool {
         code,
         CloseCode::Status | CloseCode::Abnormal | CloseCode::Tls
     )
-}
-
-async fn watch_kill(kill: &mut Option<tokio::sync::watch::Receiver<bool>>) {
-    match kill.as_mut() {
-        Some(k) => {
-            while !*k.borrow() {
-                if k.changed().await.is_err() {
-                    std::future::pending::<()>().await
-                }
-            }
-        }
-        None => std::future::pending::<()>().await,
-    }
 }
 
 #[cfg(test)]

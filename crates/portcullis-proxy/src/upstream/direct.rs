@@ -50,8 +50,6 @@ impl std::fmt::Debug for DirectPool {
 /// Why a request could not be sent on a direct connection.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectError {
-    #[error("invalid request target: {0}")]
-    BadTarget(#[source] http::uri::InvalidUri),
     #[error("connect: {0}")]
     Connect(#[source] std::io::Error),
     #[error("connect timed out after {0:?}")]

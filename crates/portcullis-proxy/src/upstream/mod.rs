@@ -109,6 +109,9 @@ pub struct Upstream {
 /// Why an upstream request failed, from either client.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
+    /// The path and query do not make a URI (nothing was sent).
+    #[error("invalid request target: {0}")]
+    BadTarget(#[source] http::uri::InvalidUri),
     #[error(transparent)]
     Pooled(#[from] hyper_util::client::legacy::Error),
     #[error(transparent)]
@@ -121,6 +124,7 @@ impl SendError {
         match self {
             SendError::Pooled(e) => e.is_connect(),
             SendError::Direct(e) => e.is_connect(),
+            SendError::BadTarget(_) => false,
         }
     }
 }
@@ -217,7 +221,7 @@ impl Upstream {
         } else {
             http::Uri::try_from(format!("{}{}", server.base, path_q))
         };
-        *req.uri_mut() = uri.map_err(|e| SendError::Direct(DirectError::BadTarget(e)))?;
+        *req.uri_mut() = uri.map_err(SendError::BadTarget)?;
         if direct {
             Ok(self.direct.send(si, &server.authority, req).await?)
         } else {
