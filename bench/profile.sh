@@ -26,9 +26,9 @@ case "$SC" in
   h1|mh1) args=(-c 64);; h2) args=(--http2 -c 16 -p 4);; hs|mhs) args=(-c 64 --disable-keepalive);;
   *) echo "unknown scenario $SC" >&2; exit 2;;
 esac
-"$OHA" -z "$((DUR + 2))s" --no-tui --ipv4 -w "${args[@]}" "${tls[@]}" "https://localhost:$port/" > "$P/oha-$SC.txt" 2>&1 &
+"$OHA" -z "$((DUR + 2))s" --no-tui --ipv4 -w "${args[@]}" "${tls[@]}" "https://localhost:$port/" > "$P/oha-$SC.txt" 2>&1 & LOAD=$!
 sleep 1
 perf record -e cpu-clock -F "${PERF_FREQ:-2000}" ${PERF_CALLGRAPH:--g} -p "$PID" -o "$P/perf-$SC.data" -- sleep "$DUR" 2> /dev/null
-wait
+wait "$LOAD"
 grep -E "Requests/sec" "$P/oha-$SC.txt" || true
 perf report -i "$P/perf-$SC.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^$' | grep -E '^ +[0-9]' | head -40

@@ -14,7 +14,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use libfuzzer_sys::fuzz_target;
-use portcullis_proxy::accesslog::{LogFormat, LogRecord, TlsLogInfo};
+use portcullis_proxy::accesslog::{Headers, LogFormat, LogRecord, TlsLogInfo};
 
 fn render(format: &LogFormat, rec: &LogRecord<'_>) -> Vec<u8> {
     let mut out = Vec::new();
@@ -33,7 +33,7 @@ struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    fn record(&self, req: &'a HeaderMap) -> LogRecord<'a> {
+    fn record(&self, req: impl Into<Headers<'a>>) -> LogRecord<'a> {
         let peer: SocketAddr = "[2001:db8::7]:51234".parse().expect("static address");
         let mut r = LogRecord::new(peer, self.method, self.uri, Version::HTTP_11, req);
         r.response_headers = self.headers;

@@ -32,6 +32,7 @@ pub fn write(access: &AccessLog, format: &LogFormat, ctx: &LogCtx, sent: u64) {
         &ctx.req_headers,
     );
     rec.local = Some(conn.local);
+    rec.peer_text = conn.peer_ip.to_str().ok();
     rec.response_headers = empty_headers();
     rec.status = ctx.status;
     rec.body_bytes_sent = sent;
@@ -44,12 +45,12 @@ pub fn write(access: &AccessLog, format: &LogFormat, ctx: &LogCtx, sent: u64) {
     rec.tls = Some(&tls);
     rec.route = ctx.route.as_deref();
     rec.scheme = Some("https");
-    rec.host = ctx.host.as_deref();
+    rec.host = ctx.host.as_ref().and_then(|v| v.to_str().ok());
     rec.server_name = conn.sni.as_deref();
     rec.connection = conn.id;
     rec.connection_requests = ctx.conn_requests;
     if let Some((zone, status)) = &ctx.limit {
-        rec.limit_req_zone = Some(zone);
+        rec.limit_req_zone = Some(&zone.cfg.name);
         rec.limit_req_status = Some(status);
     }
     rec.consumer = ctx.consumer.as_deref();

@@ -60,38 +60,55 @@ static METHOD_OVERRIDE: [HeaderName; 3] = [
 /// Removes hop-by-hop headers, including those named in `Connection`.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive.
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(conn) = h.get(header::CONNECTION) {
-        if let Ok(list) = conn.to_str() {
-            let named: Vec<String> = list
-                .split(',')
-                .map(|t| t.trim().to_ascii_lowercase())
-                .filter(|t| !t.is_empty())
-                .collect();
-            for n in named {
-                if keep_upgrade && n == "upgrade" {
-                    continue;
-                }
-                // Never let Connection remove the headers the gateway sets itself.
-                if matches!(
-                    n.as_str(),
-                    "x-forwarded-for"
-                        | "x-real-ip"
-                        | "x-forwarded-proto"
-                        | "x-forwarded-host"
-                        | "x-request-id"
-                        | "host"
-                ) {
-                    continue;
-                }
-                h.remove(n.as_str());
-            }
-        }
-    }
-    remove_where(h, |n| {
-        HOP_BY_HOP.contains(n) && !(keep_upgrade && n == header::UPGRADE)
-    });
+    strip_connection_tokens(h);
+    remove_where(h, |n| is_hop_by_hop(n, keep_upgrade));
     if keep_upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+fn is_hop_by_hop(n: &HeaderName, keep_upgrade: bool) -> bool {
+    HOP_BY_HOP.contains(n) && !(keep_upgrade && n == header::UPGRADE)
+}
+
+/// Removes the headers `Connection` names. Tokens that are hop-by-hop anyway
+/// (`keep-alive`, `upgrade`) are left to the caller's pass, and `close` names
+/// no header: the common `Connection` values build no name at all.
+fn strip_connection_tokens(h: &mut HeaderMap) {
+    let Some(list) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    // Names to remove, parsed first: the map cannot change while `list` borrows it.
+    let mut named: smallvec::SmallVec<[HeaderName; 4]> = smallvec::SmallVec::new();
+    for t in list.split(',').map(str::trim) {
+        if t.is_empty()
+            || t.eq_ignore_ascii_case("close")
+            || HOP_BY_HOP
+                .iter()
+                .any(|n| t.eq_ignore_ascii_case(n.as_str()))
+        {
+            continue;
+        }
+        // Never let Connection remove the headers the gateway sets itself.
+        if [
+            "x-forwarded-for",
+            "x-real-ip",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-request-id",
+            "host",
+        ]
+        .iter()
+        .any(|k| t.eq_ignore_ascii_case(k))
+        {
+            continue;
+        }
+        if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+            named.push(n);
+        }
+    }
+    for n in named {
+        h.remove(n);
     }
 }
 
@@ -136,13 +153,26 @@ pub fn client_ip(peer: IpAddr, h: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
         .unwrap_or(peer)
 }
 
+/// An address as a header value ("203.0.113.7", "2001:db8::7").
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    use std::io::Write;
+    let mut buf = [0u8; 48];
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    // An IPv6 address is at most 45 bytes; the write cannot fail.
+    let _ = write!(cur, "{ip}");
+    let n = cur.position() as usize;
+    HeaderValue::from_bytes(&buf[..n]).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
 /// Sets X-Forwarded-For, X-Real-IP, X-Forwarded-Proto and X-Forwarded-Host.
 /// Incoming X-Forwarded-* values are kept only from trusted proxies.
+/// `peer_value` is `peer` as a header value (made once per connection).
 pub fn set_forwarded(
     h: &mut HeaderMap,
     peer: IpAddr,
+    peer_value: &HeaderValue,
     client: IpAddr,
-    host: Option<&str>,
+    host: Option<&HeaderValue>,
     trusted: &[IpNet],
 ) {
     let from_trusted = !trusted.is_empty() && is_trusted(peer, trusted);
@@ -157,23 +187,31 @@ pub fn set_forwarded(
             }
         }
     }
-    if !xff.is_empty() {
+    // Room for what is added below: one growth of the map at most.
+    h.reserve(4);
+    let xff_value = if xff.is_empty() {
+        Some(peer_value.clone())
+    } else {
         xff.push_str(", ");
-    }
-    xff.push_str(&peer.to_string());
+        xff.push_str(peer_value.to_str().unwrap_or_default());
+        HeaderValue::from_str(&xff).ok()
+    };
     h.remove(&X_FORWARDED_FOR);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff_value {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
-    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
-        h.insert(X_REAL_IP.clone(), v);
-    }
+    let real_ip = if client == peer {
+        peer_value.clone()
+    } else {
+        ip_value(client)
+    };
+    h.insert(X_REAL_IP.clone(), real_ip);
     if !(from_trusted && h.contains_key(&X_FORWARDED_PROTO)) {
         h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
     }
-    match host.and_then(|hv| HeaderValue::from_str(hv).ok()) {
+    match host {
         Some(v) if !(from_trusted && h.contains_key(&X_FORWARDED_HOST)) => {
-            h.insert(X_FORWARDED_HOST.clone(), v);
+            h.insert(X_FORWARDED_HOST.clone(), v.clone());
         }
         Some(_) => {}
         None => {
@@ -194,17 +232,70 @@ pub fn valid_request_id(v: &HeaderValue) -> Option<&str> {
     .then_some(s)
 }
 
-/// A new request id: 32 hex digits, like nginx's $request_id.
-pub fn new_request_id() -> String {
-    use rand::Rng;
-    let v: u128 = rand::rng().random();
-    format!("{v:032x}")
+/// A request's id ($request_id, X-Request-Id both ways): the client's when
+/// it is safe to keep, else 32 new hex digits, like nginx's. Held as a header
+/// value so that putting it on the upstream request and on the response
+/// copies nothing.
+#[derive(Clone, Debug)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The id of a request with these headers.
+    pub fn of(h: &HeaderMap) -> RequestId {
+        match h.get(&X_REQUEST_ID) {
+            Some(v) if valid_request_id(v).is_some() => RequestId(v.clone()),
+            _ => RequestId::generate(),
+        }
+    }
+
+    /// 128 random bits in lower-case hex.
+    pub fn generate() -> RequestId {
+        use rand::Rng;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let v: u128 = rand::rng().random();
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = HEX[(v >> (124 - 4 * i) & 0xf) as usize];
+        }
+        // One allocation, shared by every clone; hex digits are always a valid value.
+        RequestId(
+            HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(out))
+                .unwrap_or_else(|_| HeaderValue::from_static("-")),
+        )
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only visible ASCII gets in (valid_request_id, hex digits).
+        self.0.to_str().unwrap_or("-")
+    }
+
+    pub fn header_value(&self) -> HeaderValue {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Cleans an upstream response's headers before they reach the client.
 pub fn clean_response_headers(h: &mut HeaderMap, keep_upgrade: bool) {
-    strip_hop_by_hop(h, keep_upgrade);
-    remove_where(h, |n| n == header::SERVER || n == X_POWERED_BY);
+    strip_connection_tokens(h);
+    remove_where(h, |n| {
+        is_hop_by_hop(n, keep_upgrade) || n == header::SERVER || n == X_POWERED_BY
+    });
+    if keep_upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
 }
 
 #[cfg(test)]
@@ -225,8 +316,9 @@ mod tests {
         set_forwarded(
             &mut h,
             peer,
+            &ip_value(peer),
             client,
-            Some("api.example.com"),
+            Some(&HeaderValue::from_static("api.example.com")),
             &nets(&["10.0.0.0/8"]),
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9");
@@ -246,7 +338,7 @@ mod tests {
         let t = nets(&["10.0.0.0/8"]);
         let client = client_ip(peer, &h, &t);
         assert_eq!(client, "198.51.100.1".parse::<IpAddr>().unwrap());
-        set_forwarded(&mut h, peer, client, None, &t);
+        set_forwarded(&mut h, peer, &ip_value(peer), client, None, &t);
         assert_eq!(h["x-forwarded-for"], "198.51.100.1, 10.0.0.5, 10.0.0.2");
         assert_eq!(h["x-real-ip"], "198.51.100.1");
     }
@@ -309,6 +401,18 @@ mod tests {
             Some("abc-123")
         );
         assert_eq!(valid_request_id(&HeaderValue::from_static("a b")), None);
-        assert_eq!(new_request_id().len(), 32);
+        let id = RequestId::generate();
+        assert_eq!(id.len(), 32);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_ne!(id.as_str(), RequestId::generate().as_str());
+        assert_eq!(id.header_value(), id.as_str());
+        let mut h = HeaderMap::new();
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("client-id.1"));
+        assert_eq!(RequestId::of(&h).as_str(), "client-id.1");
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("bad id"));
+        assert_eq!(RequestId::of(&h).len(), 32);
+        assert_eq!(ip_value("2001:db8::7".parse().unwrap()), "2001:db8::7");
     }
 }

@@ -319,19 +319,24 @@ impl Metrics {
     }
 
     /// Counts the deciding rate-limit zone's outcome.
-    pub fn rate_limit(&self, zone: &str, st: crate::ratelimit::LimitStatus) {
+    pub fn rate_limit(&self, zone: &crate::ratelimit::Zone, st: crate::ratelimit::LimitStatus) {
         use crate::ratelimit::LimitStatus as S;
-        let outcome = match st {
-            S::Passed => "passed",
-            S::Delayed => "delayed",
-            S::Rejected => "rejected",
-            S::DelayedDryRun => "delayed_dry_run",
-            S::RejectedDryRun => "rejected_dry_run",
+        let (i, outcome) = match st {
+            S::Passed => (0, "passed"),
+            S::Delayed => (1, "delayed"),
+            S::Rejected => (2, "rejected"),
+            S::DelayedDryRun => (3, "delayed_dry_run"),
+            S::RejectedDryRun => (4, "rejected_dry_run"),
         };
-        self.ratelimit
-            .get_or_create(&ZoneLabels {
-                zone: zone.to_string(),
-                outcome,
+        // One process keeps one `Metrics` across reloads, so the cached counter stays this family's.
+        zone.counters[i]
+            .get_or_init(|| {
+                self.ratelimit
+                    .get_or_create(&ZoneLabels {
+                        zone: zone.cfg.name.clone(),
+                        outcome,
+                    })
+                    .clone()
             })
             .inc();
     }

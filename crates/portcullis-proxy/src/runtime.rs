@@ -55,6 +55,8 @@ pub struct ListenerRuntime {
 /// Per route.
 pub struct RouteRuntime {
     pub cfg: RouteConfig,
+    /// `cfg.name`, shared with access-log records ($route).
+    pub name: Arc<str>,
     pub upstream: Arc<Upstream>,
     /// Security headers plus Deprecation / Sunset / Link.
     pub headers: HeaderSet,
@@ -317,6 +319,7 @@ impl Runtime {
                     .map(|ms| ms.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "))
                     .unwrap_or_default();
                 RouteRuntime {
+                    name: Arc::from(r.name.as_str()),
                     cfg: r.clone(),
                     upstream: upstreams[r.upstream].clone(),
                     headers,

@@ -626,6 +626,7 @@ async fn serve_tls(
         first_head_ambiguous: ambiguous.clone(),
         id,
         peer,
+        peer_ip: crate::forward::ip_value(peer.ip()),
         local,
         listener,
         sni: sc.server_name().map(|s| s.to_ascii_lowercase()),

@@ -16,13 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::audit::AuditKind;
 use crate::body::{BodyError, RequestBody, ResponseBody};
-use crate::forward::{self, X_REQUEST_ID};
+use crate::forward::{self, RequestId, X_REQUEST_ID};
 use crate::observe::LoggedBody;
 use crate::rescue::{error_response, GatewayError};
 use crate::route::normalize_path;
@@ -34,6 +34,8 @@ use crate::upstream::SendError;
 pub struct ConnInfo {
     pub id: u64,
     pub peer: SocketAddr,
+    /// The peer's address as text (X-Real-IP, X-Forwarded-For, $remote_addr), made once.
+    pub peer_ip: HeaderValue,
     pub local: SocketAddr,
     pub listener: usize,
     pub sni: Option<String>,
@@ -62,16 +64,17 @@ pub struct LogCtx {
     pub uri: Uri,
     pub version: Version,
     /// Only the request headers the log format names.
-    pub req_headers: HeaderMap,
-    pub host: Option<String>,
-    pub request_id: String,
+    pub req_headers: crate::accesslog::PickedHeaders,
+    /// The Host (or HTTP/2 authority) as received.
+    pub host: Option<HeaderValue>,
+    pub request_id: RequestId,
     pub status: u16,
-    pub route: Option<String>,
-    pub upstream_addr: Option<String>,
+    pub route: Option<Arc<str>>,
+    pub upstream_addr: Option<Arc<str>>,
     pub upstream_status: Option<u16>,
     pub upstream_response_time: Option<Duration>,
     /// Zone and $limit_req_status of the deciding rate limit.
-    pub limit: Option<(String, &'static str)>,
+    pub limit: Option<(Arc<crate::ratelimit::Zone>, &'static str)>,
     /// The authenticated consumer ($consumer).
     pub consumer: Option<String>,
     /// Headers added to the response whatever it is (CORS).
@@ -87,14 +90,7 @@ pub async fn handle(
     let start = Instant::now();
     let _in_flight = crate::metrics::GaugeGuard::new(&rt.metrics.in_flight);
     let conn_requests = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let request_id = match req
-        .headers()
-        .get(&X_REQUEST_ID)
-        .and_then(forward::valid_request_id)
-    {
-        Some(id) => id.to_string(),
-        None => forward::new_request_id(),
-    };
+    let request_id = RequestId::of(req.headers());
     let mut log = LogCtx {
         conn: conn.clone(),
         conn_requests,
@@ -137,9 +133,7 @@ pub async fn handle(
     for (n, v) in extra {
         h.insert(n.clone(), v.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(&log.request_id) {
-        h.insert(X_REQUEST_ID.clone(), v);
-    }
+    h.insert(X_REQUEST_ID.clone(), log.request_id.header_value());
     for (n, v) in log.response_extra.drain(..) {
         h.insert(n, v);
     }
@@ -160,15 +154,22 @@ pub async fn handle(
 
 type Rescue = (GatewayError, Option<usize>);
 
+/// Where a request's host came from.
+enum HostSource<'a> {
+    Header(&'a HeaderValue),
+    /// The URI's authority (HTTP/2, absolute-form), with no Host header or a matching one.
+    Authority(&'a str),
+}
+
 /// The host a request is for: the URI authority (HTTP/2, absolute-form) or Host.
-fn request_host(req: &Request<Incoming>) -> Result<Option<&str>, GatewayError> {
+fn request_host(req: &Request<Incoming>) -> Result<Option<HostSource<'_>>, GatewayError> {
     let hosts = req.headers().get_all(header::HOST);
     let mut it = hosts.iter();
     let host_hdr = it.next();
     if it.next().is_some() {
         return Err(GatewayError::BadRequest("more than one Host header"));
     }
-    let host_hdr = match host_hdr {
+    let host_text = match host_hdr {
         Some(v) => Some(
             v.to_str()
                 .map_err(|_| GatewayError::BadRequest("invalid Host header"))?,
@@ -176,21 +177,22 @@ fn request_host(req: &Request<Incoming>) -> Result<Option<&str>, GatewayError> {
         None => None,
     };
     let authority = req.uri().authority().map(|a| a.as_str());
-    match (authority, host_hdr) {
-        (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => Err(GatewayError::BadRequest(
+    match (authority, host_hdr, host_text) {
+        (Some(a), Some(_), Some(h)) if !a.eq_ignore_ascii_case(h) => Err(GatewayError::BadRequest(
             "Host does not match the request target",
         )),
-        (Some(a), _) => Ok(Some(a)),
-        (None, Some(h)) => Ok(Some(h)),
-        (None, None) if req.version() == Version::HTTP_11 => {
+        (Some(a), _, _) => Ok(Some(HostSource::Authority(a))),
+        (None, Some(v), _) => Ok(Some(HostSource::Header(v))),
+        (None, None, _) if req.version() == Version::HTTP_11 => {
             Err(GatewayError::BadRequest("missing Host header"))
         }
-        (None, None) => Ok(None),
+        (None, None, _) => Ok(None),
     }
 }
 
-/// "Api.Example.com:8443" → "api.example.com"; "[::1]:8443" → "::1".
-fn host_name(host: &str) -> String {
+/// "Api.Example.com:8443" → "api.example.com"; "[::1]:8443" → "::1". Borrows
+/// when the name is already in that form (the usual case).
+fn host_name(host: &str) -> std::borrow::Cow<'_, str> {
     let h = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
     } else {
@@ -198,7 +200,12 @@ fn host_name(host: &str) -> String {
             .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
             .map_or(host, |(h, _)| h)
     };
-    h.trim_end_matches('.').to_ascii_lowercase()
+    let h = h.trim_end_matches('.');
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(h)
+    }
 }
 
 fn is_valid_host(h: &str) -> bool {
@@ -258,14 +265,21 @@ async fn proxy(
             None,
         ));
     }
-    let host_raw = request_host(&req)
-        .map_err(|e| (e, None))?
-        .map(str::to_owned);
-    let host = host_raw.as_deref().map(host_name).unwrap_or_default();
+    // Held as a header value: the log, X-Forwarded-Host and a preserved Host share it.
+    let host_value: Option<HeaderValue> = match request_host(&req).map_err(|e| (e, None))? {
+        None => None,
+        Some(HostSource::Header(v)) => Some(v.clone()),
+        Some(HostSource::Authority(a)) => Some(
+            HeaderValue::from_str(a)
+                .map_err(|_| (GatewayError::BadRequest("invalid Host"), None))?,
+        ),
+    };
+    let host_raw: Option<&str> = host_value.as_ref().and_then(|v| v.to_str().ok());
+    let host = host_raw.map(host_name).unwrap_or_default();
     if host_raw.is_some() && !is_valid_host(&host) {
         return Err((GatewayError::BadRequest("invalid Host"), None));
     }
-    log.host = host_raw.clone();
+    log.host = host_value.clone();
 
     // The Host must be the name the TLS session was made for.
     if let Some(sni) = &conn.sni {
@@ -273,26 +287,26 @@ async fn proxy(
             return Err((GatewayError::MisdirectedRequest, None));
         }
     }
-    let lookup_host = if host.is_empty() {
-        conn.sni.clone().unwrap_or_default()
+    let lookup_host: &str = if host.is_empty() {
+        conn.sni.as_deref().unwrap_or_default()
     } else {
-        host.clone()
+        &host
     };
 
     // Route on the normalised path; OCSP GET keeps its raw path (url-encoded base64,
     // `%2F` included, RFC 6960 A.1), which only the PKI endpoint reads.
-    let raw_path = req.uri().path();
-    let path = match &rt.pki {
+    // Borrowed from the log's copy of the URI: `req` is taken apart below.
+    let raw_path = log.uri.path();
+    let path: std::borrow::Cow<'_, str> = match &rt.pki {
         Some(pki) if req.method() == Method::GET && pki.is_ocsp_get(raw_path, conn.listener) => {
-            raw_path.to_owned()
+            std::borrow::Cow::Borrowed(raw_path)
         }
         _ => normalize_path(raw_path)
-            .map_err(|e| (GatewayError::BadRequest(path_error_text(e)), None))?
-            .into_owned(),
+            .map_err(|e| (GatewayError::BadRequest(path_error_text(e)), None))?,
     };
     if let Some(pki) = &rt.pki {
         if pki.matches(&path, conn.listener) {
-            log.route = Some("pki".to_string());
+            log.route = Some(Arc::from("pki"));
             return Ok((
                 pki.handle(
                     req,
@@ -308,10 +322,10 @@ async fn proxy(
     }
     let ri = rt
         .router
-        .find(&lookup_host, &path, conn.listener)
+        .find(lookup_host, &path, conn.listener)
         .ok_or((GatewayError::NotFound, None))?;
     let route: &RouteRuntime = &rt.routes[ri];
-    log.route = Some(route.cfg.name.clone());
+    log.route = Some(route.name.clone());
     if let Some(methods) = &route.cfg.methods {
         // An HTTP/2 WebSocket (extended CONNECT) is a GET for the route's methods.
         let method = if is_h2_websocket(&req) {
@@ -438,11 +452,8 @@ async fn proxy(
         &route.cfg.signature,
     ) {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let target = crate::auth::signature::RequestTarget::new(
-            "https",
-            host_raw.as_deref().unwrap_or(""),
-            pq,
-        );
+        let target =
+            crate::auth::signature::RequestTarget::new("https", host_raw.unwrap_or(""), pq);
         let parts = target.parts(req.method(), req.headers());
         let keys = |id: &str| rt.signing_keys.get(id).map(|(k, _)| k.clone());
         sig_checked = Some(
@@ -562,8 +573,9 @@ async fn proxy(
     // The client's address (after trusted proxies): rate-limit key and X-Real-IP.
     let client = forward::client_ip(conn.peer.ip(), req.headers(), &rt.trusted_proxies);
     if !route.zones.is_empty() {
-        let mut applied = Vec::with_capacity(route.zones.len());
-        let mut keys = Vec::with_capacity(route.zones.len());
+        let mut applied: smallvec::SmallVec<[Arc<crate::ratelimit::Zone>; 4]> =
+            smallvec::SmallVec::new();
+        let mut keys: smallvec::SmallVec<[u64; 4]> = smallvec::SmallVec::new();
         for z in &route.zones {
             if let Some(k) = zone_key(
                 z,
@@ -582,8 +594,8 @@ async fn proxy(
             Some(c) => c.check(&applied, &keys).await,
         };
         if let Some((i, st)) = outcome.log {
-            log.limit = Some((applied[i].cfg.name.clone(), st.as_str()));
-            rt.metrics.rate_limit(&applied[i].cfg.name, st);
+            log.limit = Some((applied[i].clone(), st.as_str()));
+            rt.metrics.rate_limit(&applied[i], st);
         }
         if let Some((i, status, retry)) = outcome.rejected {
             let z = &applied[i];
@@ -682,23 +694,33 @@ async fn proxy(
     let token_expires = jwt_token.as_ref().and_then(|t| t.expires_at);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-    // The upstream request.
-    let mut path_q = String::with_capacity(path.len() + 32);
-    let fwd_path: &str = if route.cfg.strip_prefix && route.cfg.path != "/" {
-        let rest = &path[route.cfg.path.trim_end_matches('/').len().min(path.len())..];
-        if rest.starts_with('/') {
-            rest
+    // The upstream request target: the client's own when nothing changes it
+    // (shared with the request, not copied), else rebuilt in `path_q`.
+    let strip = route.cfg.strip_prefix && route.cfg.path != "/";
+    let mut target: Option<http::uri::PathAndQuery> =
+        match (&path, strip, req.uri().path_and_query()) {
+            (std::borrow::Cow::Borrowed(_), false, Some(pq)) => Some(pq.clone()),
+            _ => None,
+        };
+    let mut path_q = String::new();
+    if target.is_none() {
+        path_q.reserve(path.len() + 32);
+        let fwd_path: &str = if strip {
+            let rest = &path[route.cfg.path.trim_end_matches('/').len().min(path.len())..];
+            if rest.starts_with('/') {
+                rest
+            } else {
+                path_q.push('/');
+                rest
+            }
         } else {
-            path_q.push('/');
-            rest
+            &path
+        };
+        path_q.push_str(fwd_path);
+        if let Some(q) = req.uri().query() {
+            path_q.push('?');
+            path_q.push_str(q);
         }
-    } else {
-        &path
-    };
-    path_q.push_str(fwd_path);
-    if let Some(q) = req.uri().query() {
-        path_q.push('?');
-        path_q.push_str(q);
     }
     let body_empty = http_body::Body::is_end_stream(req.body());
     let (mut parts, body) = req.into_parts();
@@ -770,8 +792,10 @@ async fn proxy(
     if route.cfg.auth.all.contains(&crate::auth::Scheme::ApiKey)
         || route.cfg.auth.any.contains(&crate::auth::Scheme::ApiKey)
     {
-        if let Some(stripped) = rt.api_keys.strip(headers, &path_q) {
+        let current = target.as_ref().map_or(path_q.as_str(), |t| t.as_str());
+        if let Some(stripped) = rt.api_keys.strip(headers, current) {
             path_q = stripped;
+            target = None;
         }
     }
     let formats = &route.cfg.mtls.identity_headers;
@@ -794,24 +818,26 @@ async fn proxy(
     forward::set_forwarded(
         headers,
         peer,
+        &conn.peer_ip,
         client,
-        host_raw.as_deref(),
+        host_value.as_ref(),
         &rt.trusted_proxies,
     );
-    if let Ok(v) = HeaderValue::from_str(&log.request_id) {
-        headers.insert(X_REQUEST_ID.clone(), v);
-    }
+    headers.insert(X_REQUEST_ID.clone(), log.request_id.header_value());
     let upstream = &route.upstream;
     let host_value: Option<HeaderValue> = if let Some(fixed) = &route.cfg.host_header {
         HeaderValue::from_str(fixed).ok()
     } else if route.cfg.preserve_host {
-        host_raw
-            .as_deref()
-            .and_then(|h| HeaderValue::from_str(h).ok())
+        host_value
     } else {
         None
     };
 
+    let target = match target {
+        Some(t) => t,
+        None => http::uri::PathAndQuery::try_from(path_q)
+            .map_err(|_| (GatewayError::BadRequest("invalid request target"), Some(ri)))?,
+    };
     let idempotent = matches!(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -825,7 +851,7 @@ async fn proxy(
         .cfg
         .response_timeout
         .unwrap_or(upstream.response_timeout);
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried: smallvec::SmallVec<[usize; 4]> = smallvec::SmallVec::new();
     let mut body = Some(body);
     let started = Instant::now();
     let mut resp = loop {
@@ -841,7 +867,7 @@ async fn proxy(
         };
         tried.push(si);
         let server = &upstream.servers[si];
-        log.upstream_addr = Some(server.authority.clone());
+        log.upstream_addr = Some(server.addr.clone());
         let last = tried.len() >= max_attempts || tried.len() >= upstream.servers.len();
         let mut out = Request::new(body.take().unwrap_or(RequestBody::Empty));
         *out.method_mut() = parts.method.clone();
@@ -851,13 +877,11 @@ async fn proxy(
         } else {
             parts.headers.clone()
         };
-        let hv = host_value
-            .clone()
-            .or_else(|| HeaderValue::from_str(&server.authority).ok());
+        let hv = host_value.clone().or_else(|| server.host_value.clone());
         if let Some(hv) = hv {
             out.headers_mut().insert(header::HOST, hv);
         }
-        match tokio::time::timeout(timeout, upstream.send(si, &path_q, out, upgrade)).await {
+        match tokio::time::timeout(timeout, upstream.send(si, &target, out, upgrade)).await {
             Ok(Ok(r)) => {
                 drop(guard);
                 break r;
@@ -929,7 +953,7 @@ async fn proxy(
                         crate::websocket::Session {
                             policy: ws_policy.clone(),
                             idle: route.cfg.upgrade_idle_timeout,
-                            request_id: log.request_id.clone(),
+                            request_id: log.request_id.to_string(),
                             kill: conn.kill.clone(),
                             token_expires: token_expires
                                 .filter(|_| ws_policy.close_on_token_expiry),
@@ -941,7 +965,7 @@ async fn proxy(
                         client_upgrade,
                         upstream_upgrade,
                         route.cfg.upgrade_idle_timeout,
-                        log.request_id.clone(),
+                        log.request_id.to_string(),
                         conn.kill.clone(),
                     );
                 }
@@ -978,7 +1002,14 @@ fn zone_key(
     token: Option<&crate::auth::jwt::VerifiedToken>,
 ) -> Option<u64> {
     use crate::ratelimit::KeyPart;
-    let ip = client.to_string();
+    // The peer's text is made once per connection; a client behind a trusted proxy differs.
+    let other;
+    let ip: &[u8] = if *client == conn.peer.ip() {
+        conn.peer_ip.as_bytes()
+    } else {
+        other = forward::ip_value(*client);
+        other.as_bytes()
+    };
     // JWT claims first (owned strings), so the byte slices below can borrow them.
     let mut claims: Vec<String> = Vec::new();
     for p in &z.cfg.key {
@@ -990,10 +1021,10 @@ fn zone_key(
         }
     }
     let mut claim_iter = claims.iter();
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(z.cfg.key.len() * 2);
+    let mut parts: smallvec::SmallVec<[&[u8]; 8]> = smallvec::SmallVec::new();
     for p in &z.cfg.key {
         match p {
-            KeyPart::Ip => parts.push(ip.as_bytes()),
+            KeyPart::Ip => parts.push(ip),
             KeyPart::Cert => {
                 let id = conn.identity.as_ref()?;
                 parts.push(id.subject_dn.as_bytes());

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, Version};
 
-use super::record::LogRecord;
+use super::record::{Headers, LogRecord, PickedHeaders};
 
 /// A parsed access-log format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,14 +244,14 @@ impl LogFormat {
 
     /// Copies out of `headers` only the request headers this format prints,
     /// for a request path that must keep them past the request.
-    pub fn pick_request_headers(&self, headers: &HeaderMap) -> HeaderMap {
-        let mut picked = HeaderMap::new();
+    pub fn pick_request_headers(&self, headers: &HeaderMap) -> PickedHeaders {
+        let mut picked = PickedHeaders::default();
         let mut pick = |name: &HeaderName| {
-            if picked.contains_key(name) {
+            if picked.0.iter().any(|(n, _)| n == name) {
                 return;
             }
             for v in headers.get_all(name) {
-                picked.append(name.clone(), v.clone());
+                picked.0.push((name.clone(), v.clone()));
             }
         };
         match self {
@@ -404,7 +404,7 @@ enum Value<'a> {
     Ip,
     Request,
     Host(&'a str),
-    Header(&'a HeaderMap, &'a HeaderName),
+    Header(Headers<'a>, &'a HeaderName),
     TimeLocal,
     TimeIso8601,
     Msec,
@@ -421,13 +421,13 @@ fn value<'a>(var: &'a Var, rec: &'a LogRecord<'a>) -> Value<'a> {
     let s = match var {
         Var::Simple(s) => *s,
         Var::Request(n) => return header(rec.request_headers, n),
-        Var::Response(n) => return header(rec.response_headers, n),
+        Var::Response(n) => return header(Headers::Map(rec.response_headers), n),
     };
     simple_value(s, rec)
 }
 
-fn header<'a>(map: &'a HeaderMap, name: &'a HeaderName) -> Value<'a> {
-    let mut all = map.get_all(name).iter();
+fn header<'a>(map: Headers<'a>, name: &'a HeaderName) -> Value<'a> {
+    let mut all = map.values(name);
     match (all.next(), all.next()) {
         (None, _) => Value::Absent,
         (Some(v), None) if v.is_empty() => Value::Absent,
@@ -515,7 +515,8 @@ fn host<'a>(rec: &'a LogRecord<'a>) -> Option<&'a str> {
         .host
         .or_else(|| {
             rec.request_headers
-                .get(http::header::HOST)
+                .values(&http::header::HOST)
+                .next()
                 .and_then(|v| v.to_str().ok())
         })
         .or_else(|| rec.uri.authority().map(|a| a.as_str()))?;
@@ -543,11 +544,14 @@ fn version_str(v: Version) -> &'static str {
 fn for_each_part(v: &Value<'_>, rec: &LogRecord<'_>, mut part: impl FnMut(&[u8])) {
     match v {
         Value::Bytes(b) => part(b),
-        Value::Ip => {
-            let mut buf = [0u8; 48];
-            let n = ip_text(rec, &mut buf);
-            part(&buf[..n]);
-        }
+        Value::Ip => match rec.peer_text {
+            Some(t) => part(t.as_bytes()),
+            None => {
+                let mut buf = [0u8; 48];
+                let n = ip_text(rec, &mut buf);
+                part(&buf[..n]);
+            }
+        },
         Value::Request => {
             part(rec.method.as_str().as_bytes());
             part(b" ");
@@ -571,7 +575,7 @@ fn for_each_part(v: &Value<'_>, rec: &LogRecord<'_>, mut part: impl FnMut(&[u8])
             } else {
                 b", "
             };
-            for (i, v) in map.get_all(*name).iter().enumerate() {
+            for (i, v) in map.values(name).enumerate() {
                 if i > 0 {
                     part(sep);
                 }

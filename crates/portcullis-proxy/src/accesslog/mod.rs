@@ -20,5 +20,5 @@ mod record;
 mod writer;
 
 pub use format::{FormatError, LogFormat, TextFormat};
-pub use record::{LogRecord, TlsLogInfo};
+pub use record::{Headers, LogRecord, PickedHeaders, TlsLogInfo};
 pub use writer::{AccessLog, LogTarget};

@@ -8,9 +8,69 @@ use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, Method, Uri, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 
 static EMPTY_HEADERS: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
+
+/// Request headers as a record sees them: a whole map, or the few a format
+/// prints, kept past the request ([`PickedHeaders`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Headers<'a> {
+    Map(&'a HeaderMap),
+    Picked(&'a PickedHeaders),
+}
+
+impl<'a> From<&'a HeaderMap> for Headers<'a> {
+    fn from(m: &'a HeaderMap) -> Self {
+        Headers::Map(m)
+    }
+}
+
+impl<'a> From<&'a PickedHeaders> for Headers<'a> {
+    fn from(p: &'a PickedHeaders) -> Self {
+        Headers::Picked(p)
+    }
+}
+
+impl<'a> Headers<'a> {
+    /// Every value of `name`, in order.
+    pub fn values(self, name: &'a HeaderName) -> impl Iterator<Item = &'a HeaderValue> + 'a {
+        let (map, picked) = match self {
+            Headers::Map(m) => (Some(m.get_all(name).iter()), None),
+            Headers::Picked(p) => (None, Some(p.0.iter())),
+        };
+        map.into_iter().flatten().chain(
+            picked
+                .into_iter()
+                .flatten()
+                .filter(move |(n, _)| n == name)
+                .map(|(_, v)| v),
+        )
+    }
+}
+
+/// The request headers a log format prints, copied out of a request (the
+/// values are shared, not copied; a few fit without allocating).
+#[derive(Debug, Clone, Default)]
+pub struct PickedHeaders(pub(crate) smallvec::SmallVec<[(HeaderName, HeaderValue); 4]>);
+
+impl PickedHeaders {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first value of `name` (any case).
+    pub fn get(&self, name: &str) -> Option<&HeaderValue> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
 
 /// The TLS session a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +92,8 @@ pub struct TlsLogInfo<'a> {
 pub struct LogRecord<'a> {
     /// `$remote_addr`, `$remote_port`.
     pub peer: SocketAddr,
+    /// `peer`'s address as text, when the caller has it already (else it is formatted).
+    pub peer_text: Option<&'a str>,
     /// `$server_port` (and nothing else); `None` prints `-`.
     pub local: Option<SocketAddr>,
     pub method: &'a Method,
@@ -41,7 +103,7 @@ pub struct LogRecord<'a> {
     pub version: Version,
     /// `$http_*`. May be only the headers the format names
     /// ([`LogFormat::pick_request_headers`](super::LogFormat::pick_request_headers)).
-    pub request_headers: &'a HeaderMap,
+    pub request_headers: Headers<'a>,
     /// `$sent_http_*`.
     pub response_headers: &'a HeaderMap,
     /// `$status`; 0 prints `000`, as nginx does for a request without a response.
@@ -101,15 +163,16 @@ impl<'a> LogRecord<'a> {
         method: &'a Method,
         uri: &'a Uri,
         version: Version,
-        request_headers: &'a HeaderMap,
+        request_headers: impl Into<Headers<'a>>,
     ) -> Self {
         LogRecord {
             peer,
+            peer_text: None,
             local: None,
             method,
             uri,
             version,
-            request_headers,
+            request_headers: request_headers.into(),
             response_headers: &EMPTY_HEADERS,
             status: 0,
             body_bytes_sent: 0,

@@ -123,6 +123,9 @@ pub struct Zone {
     /// Which secret keyed the hash (0 for the local hasher); a reload keeps a
     /// zone only when this does not change.
     hash_id: u64,
+    /// This zone's counter per outcome, looked up in the metrics family once
+    /// (see `Metrics::rate_limit`), not per request.
+    pub(crate) counters: [std::sync::OnceLock<prometheus_client::metrics::counter::Counter>; 5],
 }
 
 impl std::fmt::Debug for Zone {
@@ -170,6 +173,7 @@ impl Zone {
             })
             .collect();
         Zone {
+            counters: Default::default(),
             cfg,
             shards,
             hasher,

@@ -37,6 +37,10 @@ use crate::ratelimit::now_ms;
 pub struct Server {
     /// "host:port".
     pub authority: String,
+    /// The same, shared with access-log records ($upstream_addr).
+    pub addr: Arc<str>,
+    /// The same as a Host header value (made once, cloned per request).
+    pub host_value: Option<http::HeaderValue>,
     /// "http://host:port" or "https://host:port".
     pub base: String,
     pub https: bool,
@@ -51,6 +55,8 @@ impl Server {
     fn new(authority: &str, https: bool) -> Self {
         Server {
             authority: authority.to_string(),
+            addr: Arc::from(authority),
+            host_value: http::HeaderValue::from_str(authority).ok(),
             base: format!("{}://{}", if https { "https" } else { "http" }, authority),
             https,
             active: AtomicUsize::new(0),
@@ -203,25 +209,25 @@ impl Upstream {
         &self.clients[crate::workers::current() % self.clients.len()]
     }
 
-    /// Sends a request to server `si`: `path_q` is the path and query the
+    /// Sends a request to server `si`: `target` is the path and query the
     /// upstream receives, `req`'s URI is replaced. Plain-HTTP requests that do
     /// not upgrade go over this worker's direct connections; HTTPS and
     /// upgrades over the pooled client.
     pub async fn send(
         &self,
         si: usize,
-        path_q: &str,
+        target: &http::uri::PathAndQuery,
         mut req: http::Request<RequestBody>,
         upgrade: bool,
     ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
         let server = &self.servers[si];
         let direct = !server.https && !upgrade;
-        let uri = if direct {
-            http::Uri::try_from(path_q)
+        *req.uri_mut() = if direct {
+            http::Uri::from(target.clone())
         } else {
-            http::Uri::try_from(format!("{}{}", server.base, path_q))
+            http::Uri::try_from(format!("{}{}", server.base, target.as_str()))
+                .map_err(SendError::BadTarget)?
         };
-        *req.uri_mut() = uri.map_err(SendError::BadTarget)?;
         if direct {
             Ok(self.direct.send(si, &server.authority, req).await?)
         } else {
