@@ -82,74 +82,84 @@ pub struct LogCtx {
 }
 
 /// Entry point of every request on a TLS listener.
-pub async fn handle(
+///
+/// Rare awaits in `proxy` (PKI, body reads, JWKS, Redis, validation, delays)
+/// are boxed where they are taken: the request future is boxed and written
+/// once per request, and its size is that of its largest await.
+#[allow(clippy::manual_async_fn)] // on purpose: see the comment in the body
+pub fn handle(
     rt: Arc<Runtime>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
-) -> Result<Response<LoggedBody>, Infallible> {
-    let start = Instant::now();
-    let _in_flight = crate::metrics::GaugeGuard::new(&rt.metrics.in_flight);
-    let conn_requests = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let request_id = RequestId::of(req.headers());
-    let mut log = LogCtx {
-        conn: conn.clone(),
-        conn_requests,
-        started: SystemTime::now(),
-        start,
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        version: req.version(),
-        req_headers: rt.log_format.pick_request_headers(req.headers()),
-        host: None,
-        request_id,
-        status: 0,
-        route: None,
-        upstream_addr: None,
-        upstream_status: None,
-        upstream_response_time: None,
-        limit: None,
-        consumer: None,
-        response_extra: Vec::new(),
-    };
-    let (mut resp, route) = match proxy(&rt, &conn, req, &mut log).await {
-        Ok(ok) => ok,
-        Err((e, route)) => {
-            if matches!(
-                e,
-                GatewayError::BadGateway
-                    | GatewayError::GatewayTimeout
-                    | GatewayError::NoLiveUpstream
-            ) {
-                tracing::debug!(request_id = %log.request_id, error = ?e, "upstream error");
+) -> impl std::future::Future<Output = Result<Response<LoggedBody>, Infallible>> {
+    // An `async` block, not an `async fn`: the arguments are kept once, not
+    // twice (an `async fn` copies them into locals), in a future that is
+    // boxed and written for every request.
+    async move {
+        let start = Instant::now();
+        let _in_flight = crate::metrics::GaugeGuard::new(&rt.metrics.in_flight);
+        let conn_requests = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let request_id = RequestId::of(req.headers());
+        let mut log = LogCtx {
+            conn: conn.clone(),
+            conn_requests,
+            started: SystemTime::now(),
+            start,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            req_headers: rt.log_format.pick_request_headers(req.headers()),
+            host: None,
+            request_id,
+            status: 0,
+            route: None,
+            upstream_addr: None,
+            upstream_status: None,
+            upstream_response_time: None,
+            limit: None,
+            consumer: None,
+            response_extra: Vec::new(),
+        };
+        let (mut resp, route) = match proxy(&rt, &conn, req, &mut log).await {
+            Ok(ok) => ok,
+            Err((e, route)) => {
+                if matches!(
+                    e,
+                    GatewayError::BadGateway
+                        | GatewayError::GatewayTimeout
+                        | GatewayError::NoLiveUpstream
+                ) {
+                    tracing::debug!(request_id = %log.request_id, error = ?e, "upstream error");
+                }
+                (error_response(&e, &log.request_id), route)
             }
-            (error_response(&e, &log.request_id), route)
+        };
+        let extra: &HeaderSet = match route {
+            Some(i) => &rt.routes[i].headers,
+            None => &rt.default_headers,
+        };
+        let h = resp.headers_mut();
+        for (n, v) in extra {
+            h.insert(n.clone(), v.clone());
         }
-    };
-    let extra: &HeaderSet = match route {
-        Some(i) => &rt.routes[i].headers,
-        None => &rt.default_headers,
-    };
-    let h = resp.headers_mut();
-    for (n, v) in extra {
-        h.insert(n.clone(), v.clone());
+        h.insert(X_REQUEST_ID.clone(), log.request_id.header_value());
+        for (n, v) in log.response_extra.drain(..) {
+            h.insert(n, v);
+        }
+        log.status = resp.status().as_u16();
+        let rm = match route {
+            Some(i) => &rt.routes[i].metrics,
+            None if log.route.as_deref() == Some("pki") => &rt.pki_metrics,
+            None => &rt.no_route_metrics,
+        };
+        rm.request(&log.method, log.status, start.elapsed().as_secs_f64());
+        if let Some(t) = log.upstream_response_time {
+            rm.upstream.observe(t.as_secs_f64());
+        }
+        let access = rt.access_log.clone();
+        let format = rt.log_format.clone();
+        Ok(resp.map(|b| LoggedBody::new(b, access, format, log)))
     }
-    h.insert(X_REQUEST_ID.clone(), log.request_id.header_value());
-    for (n, v) in log.response_extra.drain(..) {
-        h.insert(n, v);
-    }
-    log.status = resp.status().as_u16();
-    let rm = match route {
-        Some(i) => &rt.routes[i].metrics,
-        None if log.route.as_deref() == Some("pki") => &rt.pki_metrics,
-        None => &rt.no_route_metrics,
-    };
-    rm.request(&log.method, log.status, start.elapsed().as_secs_f64());
-    if let Some(t) = log.upstream_response_time {
-        rm.upstream.observe(t.as_secs_f64());
-    }
-    let access = rt.access_log.clone();
-    let format = rt.log_format.clone();
-    Ok(resp.map(|b| LoggedBody::new(b, access, format, log)))
 }
 
 type Rescue = (GatewayError, Option<usize>);
@@ -238,757 +248,794 @@ fn wants_upgrade(req: &Request<Incoming>) -> bool {
         })
 }
 
-async fn proxy(
-    rt: &Runtime,
-    conn: &ConnInfo,
+#[allow(clippy::manual_async_fn)] // on purpose: see `handle`
+fn proxy<'a>(
+    rt: &'a Runtime,
+    conn: &'a ConnInfo,
     mut req: Request<Incoming>,
-    log: &mut LogCtx,
-) -> Result<(Response<ResponseBody>, Option<usize>), Rescue> {
-    // Request shape: what an HTTP/1.1 parser may let through but a proxy must refuse.
-    // hyper drops Content-Length when Transfer-Encoding is present; the guard saw both.
-    if log.conn_requests == 1 && conn.first_head_ambiguous.load(Ordering::Relaxed) {
-        return Err((
-            GatewayError::BadRequest("both Transfer-Encoding and Content-Length"),
-            None,
-        ));
-    }
-    let h = req.headers();
-    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
-        return Err((
-            GatewayError::BadRequest("both Transfer-Encoding and Content-Length"),
-            None,
-        ));
-    }
-    if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
-        return Err((
-            GatewayError::BadRequest("more than one Content-Length"),
-            None,
-        ));
-    }
-    // Held as a header value: the log, X-Forwarded-Host and a preserved Host share it.
-    let host_value: Option<HeaderValue> = match request_host(&req).map_err(|e| (e, None))? {
-        None => None,
-        Some(HostSource::Header(v)) => Some(v.clone()),
-        Some(HostSource::Authority(a)) => Some(
-            HeaderValue::from_str(a)
-                .map_err(|_| (GatewayError::BadRequest("invalid Host"), None))?,
-        ),
-    };
-    let host_raw: Option<&str> = host_value.as_ref().and_then(|v| v.to_str().ok());
-    let host = host_raw.map(host_name).unwrap_or_default();
-    if host_raw.is_some() && !is_valid_host(&host) {
-        return Err((GatewayError::BadRequest("invalid Host"), None));
-    }
-    log.host = host_value.clone();
-
-    // The Host must be the name the TLS session was made for.
-    if let Some(sni) = &conn.sni {
-        if !host.is_empty() && !host.eq_ignore_ascii_case(sni) {
-            return Err((GatewayError::MisdirectedRequest, None));
-        }
-    }
-    let lookup_host: &str = if host.is_empty() {
-        conn.sni.as_deref().unwrap_or_default()
-    } else {
-        &host
-    };
-
-    // Route on the normalised path; OCSP GET keeps its raw path (url-encoded base64,
-    // `%2F` included, RFC 6960 A.1), which only the PKI endpoint reads.
-    // Borrowed from the log's copy of the URI: `req` is taken apart below.
-    let raw_path = log.uri.path();
-    let path: std::borrow::Cow<'_, str> = match &rt.pki {
-        Some(pki) if req.method() == Method::GET && pki.is_ocsp_get(raw_path, conn.listener) => {
-            std::borrow::Cow::Borrowed(raw_path)
-        }
-        _ => normalize_path(raw_path)
-            .map_err(|e| (GatewayError::BadRequest(path_error_text(e)), None))?,
-    };
-    if let Some(pki) = &rt.pki {
-        if pki.matches(&path, conn.listener) {
-            log.route = Some(Arc::from("pki"));
-            return Ok((
-                pki.handle(
-                    req,
-                    &path,
-                    conn.identity.as_ref(),
-                    conn.peer,
-                    &log.request_id,
-                )
-                .await,
+    log: &'a mut LogCtx,
+) -> impl std::future::Future<Output = Result<(Response<ResponseBody>, Option<usize>), Rescue>> + 'a
+{
+    // An `async` block for the reason given at `handle`.
+    async move {
+        // Request shape: what an HTTP/1.1 parser may let through but a proxy must refuse.
+        // hyper drops Content-Length when Transfer-Encoding is present; the guard saw both.
+        if log.conn_requests == 1 && conn.first_head_ambiguous.load(Ordering::Relaxed) {
+            return Err((
+                GatewayError::BadRequest("both Transfer-Encoding and Content-Length"),
                 None,
             ));
         }
-    }
-    let ri = rt
-        .router
-        .find(lookup_host, &path, conn.listener)
-        .ok_or((GatewayError::NotFound, None))?;
-    let route: &RouteRuntime = &rt.routes[ri];
-    log.route = Some(route.name.clone());
-    if let Some(methods) = &route.cfg.methods {
-        // An HTTP/2 WebSocket (extended CONNECT) is a GET for the route's methods.
-        let method = if is_h2_websocket(&req) {
-            &Method::GET
-        } else {
-            req.method()
-        };
-        if !methods.contains(method) {
+        let h = req.headers();
+        if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
             return Err((
-                GatewayError::MethodNotAllowed {
-                    allow: route.allow.clone(),
-                },
-                Some(ri),
+                GatewayError::BadRequest("both Transfer-Encoding and Content-Length"),
+                None,
             ));
         }
-    }
+        if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+            return Err((
+                GatewayError::BadRequest("more than one Content-Length"),
+                None,
+            ));
+        }
+        // Held as a header value: the log, X-Forwarded-Host and a preserved Host share it.
+        let host_value: Option<HeaderValue> = match request_host(&req).map_err(|e| (e, None))? {
+            None => None,
+            Some(HostSource::Header(v)) => Some(v.clone()),
+            Some(HostSource::Authority(a)) => Some(
+                HeaderValue::from_str(a)
+                    .map_err(|_| (GatewayError::BadRequest("invalid Host"), None))?,
+            ),
+        };
+        let host_raw: Option<&str> = host_value.as_ref().and_then(|v| v.to_str().ok());
+        let host = host_raw.map(host_name).unwrap_or_default();
+        if host_raw.is_some() && !is_valid_host(&host) {
+            return Err((GatewayError::BadRequest("invalid Host"), None));
+        }
+        log.host = host_value.clone();
 
-    // Client-certificate policy of the route (the handshake already verified the chain).
-    if route.policy.is_active() {
-        let verdict = route.policy.check(conn.identity.as_ref(), |id| {
-            let Ok(mut cache) = conn.route_ca.lock() else {
-                return route.policy.chain_under_route_cas(id);
-            };
-            // Keyed by runtime generation too: a reload renumbers routes.
-            if let Some((_, _, ok)) = cache
-                .iter()
-                .find(|(g, r, _)| *g == rt.generation && *r == ri)
+        // The Host must be the name the TLS session was made for.
+        if let Some(sni) = &conn.sni {
+            if !host.is_empty() && !host.eq_ignore_ascii_case(sni) {
+                return Err((GatewayError::MisdirectedRequest, None));
+            }
+        }
+        let lookup_host: &str = if host.is_empty() {
+            conn.sni.as_deref().unwrap_or_default()
+        } else {
+            &host
+        };
+
+        // Route on the normalised path; OCSP GET keeps its raw path (url-encoded base64,
+        // `%2F` included, RFC 6960 A.1), which only the PKI endpoint reads.
+        // Borrowed from the log's copy of the URI: `req` is taken apart below.
+        let raw_path = log.uri.path();
+        let path: std::borrow::Cow<'_, str> = match &rt.pki {
+            Some(pki)
+                if req.method() == Method::GET && pki.is_ocsp_get(raw_path, conn.listener) =>
             {
-                return *ok;
+                std::borrow::Cow::Borrowed(raw_path)
             }
-            let ok = route.policy.chain_under_route_cas(id);
-            cache.retain(|(g, _, _)| *g == rt.generation);
-            cache.push((rt.generation, ri, ok));
-            ok
-        });
-        if let Err(denial) = verdict {
-            use crate::mtls::policy::Denial;
-            let (err, reason) = match denial {
-                Denial::Missing => (
-                    GatewayError::CertRequired,
-                    "no client certificate".to_string(),
-                ),
-                Denial::Untrusted(r) => (GatewayError::CertUntrusted, r),
-                Denial::Forbidden(r) => (GatewayError::Forbidden, r),
-            };
-            rt.metrics.auth_failure(
-                "mtls",
-                match err {
-                    GatewayError::CertRequired => "no_certificate",
-                    GatewayError::CertUntrusted => "untrusted_for_route",
-                    _ => "forbidden",
-                },
-            );
-            tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, %reason, "client certificate refused by route policy");
-            let kind = match err {
-                GatewayError::Forbidden => AuditKind::AuthzDenied,
-                _ => AuditKind::CertRefused,
-            };
-            rt.audit.request(
-                kind,
-                conn.peer,
-                cert_subject(conn),
-                &route.cfg.name,
-                &log.request_id,
-                &reason,
-            );
-            return Err((err, Some(ri)));
+            _ => normalize_path(raw_path)
+                .map_err(|e| (GatewayError::BadRequest(path_error_text(e)), None))?,
+        };
+        if let Some(pki) = &rt.pki {
+            if pki.matches(&path, conn.listener) {
+                log.route = Some(Arc::from("pki"));
+                return Ok((
+                    Box::pin(pki.handle(
+                        req,
+                        &path,
+                        conn.identity.as_ref(),
+                        conn.peer,
+                        &log.request_id,
+                    ))
+                    .await,
+                    None,
+                ));
+            }
         }
-    }
+        let ri = rt
+            .router
+            .find(lookup_host, &path, conn.listener)
+            .ok_or((GatewayError::NotFound, None))?;
+        let route: &RouteRuntime = &rt.routes[ri];
+        log.route = Some(route.name.clone());
+        if let Some(methods) = &route.cfg.methods {
+            // An HTTP/2 WebSocket (extended CONNECT) is a GET for the route's methods.
+            let method = if is_h2_websocket(&req) {
+                &Method::GET
+            } else {
+                req.method()
+            };
+            if !methods.contains(method) {
+                return Err((
+                    GatewayError::MethodNotAllowed {
+                        allow: route.allow.clone(),
+                    },
+                    Some(ri),
+                ));
+            }
+        }
 
-    // CORS preflight: answered here, never forwarded.
-    if let Some(cors) = &route.cfg.cors {
-        if crate::auth::cors::Cors::is_preflight(req.method(), req.headers()) {
-            return match cors.preflight(req.headers()) {
-                Some(hs) => {
-                    let mut r = Response::new(ResponseBody::empty());
-                    *r.status_mut() = StatusCode::NO_CONTENT;
-                    r.headers_mut().extend(hs);
-                    Ok((r, Some(ri)))
+        // Client-certificate policy of the route (the handshake already verified the chain).
+        if route.policy.is_active() {
+            let verdict = route.policy.check(conn.identity.as_ref(), |id| {
+                let Ok(mut cache) = conn.route_ca.lock() else {
+                    return route.policy.chain_under_route_cas(id);
+                };
+                // Keyed by runtime generation too: a reload renumbers routes.
+                if let Some((_, _, ok)) = cache
+                    .iter()
+                    .find(|(g, r, _)| *g == rt.generation && *r == ri)
+                {
+                    return *ok;
                 }
-                None => Err((GatewayError::Forbidden, Some(ri))),
-            };
-        }
-        log.response_extra = cors.response_headers(req.headers());
-    }
-
-    // A signature that covers Content-Digest needs the whole body before anything goes upstream.
-    let limits = &rt.listeners[conn.listener].limits;
-    let mut buffered: Option<bytes::Bytes> = None;
-    if let Some(policy) = &route.cfg.signature {
-        let covers_digest = policy
-            .required_components
-            .iter()
-            .any(|c| c.trim_matches('"').eq_ignore_ascii_case("content-digest"));
-        if covers_digest && !http_body::Body::is_end_stream(req.body()) {
-            buffered = Some(
-                read_body(req.body_mut(), limits.max_body_size, limits.body_timeout)
-                    .await
-                    .map_err(|e| (e, Some(ri)))?,
-            );
-        }
-    }
-
-    // Authentication and consumers: all of `auth`, one of `auth_any`.
-    let mut consumer: Option<Arc<crate::auth::Consumer>> = None;
-    let mut jwt_token: Option<crate::auth::jwt::VerifiedToken> = None;
-    // Tokens are verified before the verdict (a JWKS URL may need fetching).
-    let uses_jwt = route.cfg.auth.all.contains(&crate::auth::Scheme::Jwt)
-        || route.cfg.auth.any.contains(&crate::auth::Scheme::Jwt);
-    let mut jwt_checked = match (
-        &rt.jwt,
-        uses_jwt.then(|| bearer_token(req.headers())).flatten(),
-    ) {
-        (Some(v), Some(tok)) => Some(v.verify(tok, SystemTime::now()).await),
-        _ => None,
-    };
-    // Signatures are verified (and remembered against replays, across replicas
-    // in cluster mode) before the verdict.
-    let uses_sig = route.cfg.auth.all.contains(&crate::auth::Scheme::Signature)
-        || route.cfg.auth.any.contains(&crate::auth::Scheme::Signature);
-    let mut sig_checked: Option<Result<Option<Arc<crate::auth::Consumer>>, &'static str>> = None;
-    if let (true, Some(policy)) = (
-        uses_sig && req.headers().contains_key("signature"),
-        &route.cfg.signature,
-    ) {
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let target =
-            crate::auth::signature::RequestTarget::new("https", host_raw.unwrap_or(""), pq);
-        let parts = target.parts(req.method(), req.headers());
-        let keys = |id: &str| rt.signing_keys.get(id).map(|(k, _)| k.clone());
-        sig_checked = Some(
-            match crate::auth::signature::verify(
-                &parts,
-                buffered.as_deref(),
-                policy,
-                &keys,
-                SystemTime::now(),
-            ) {
-                Err(e) => Err(e.reason()),
-                Ok(v) => {
-                    use crate::auth::replay::ReplayStore;
-                    let (key, until) = (v.replay_key(), v.replay_until(policy.max_age));
-                    let fresh = match &rt.cluster {
-                        Some(c) => match c.remember_once(&key, until).await {
-                            Ok(fresh) => fresh && rt.replay.check_and_insert(&key, until),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "replay cache in Redis unavailable: using this replica's own");
-                                rt.replay.check_and_insert(&key, until)
-                            }
-                        },
-                        None => rt.replay.check_and_insert(&key, until),
-                    };
-                    if fresh {
-                        Ok(rt.signing_keys.get(&v.keyid).map(|(_, c)| c.clone()))
-                    } else {
-                        Err("replayed signature")
-                    }
-                }
-            },
-        );
-    }
-    if route.cfg.auth.is_active() {
-        use crate::auth::{Scheme, SchemeResult, Verdict};
-        let now = SystemTime::now();
-        let verdict = crate::auth::decide(&route.cfg.auth, |scheme| match scheme {
-            Scheme::Mtls => match &conn.identity {
-                Some(id) => SchemeResult::Ok(rt.consumers.by_certificate(id).cloned()),
-                None => SchemeResult::Missing,
-            },
-            Scheme::ApiKey => match rt.api_keys.presented(req.headers(), req.uri().query()) {
-                None => SchemeResult::Missing,
-                Some(k) => match rt.api_keys.check(&k, now) {
-                    Ok(e) => SchemeResult::Ok(Some(e.consumer.clone())),
-                    Err(why) => SchemeResult::Invalid(why),
-                },
-            },
-            Scheme::Signature => match sig_checked.take() {
-                None => SchemeResult::Missing,
-                Some(Err(reason)) => SchemeResult::Invalid(reason),
-                Some(Ok(c)) => SchemeResult::Ok(c),
-            },
-            Scheme::Jwt => match jwt_checked.take() {
-                None => SchemeResult::Missing,
-                Some(r) => match r {
-                    Err(e) => SchemeResult::Invalid(e.reason()),
-                    Ok(t) => {
-                        let bound_ok = !route.cfg.jwt.cert_bound
-                            || crate::auth::jwt::cert_bound_ok(
-                                &t,
-                                conn.identity.as_ref().map(|i| i.leaf_der.as_slice()),
-                            );
-                        if !bound_ok {
-                            SchemeResult::Invalid("token bound to another certificate")
-                        } else if let Err(why) =
-                            crate::auth::jwt::check_rules(&t, &route.cfg.jwt.claims)
-                        {
-                            tracing::info!(request_id = %log.request_id, route = %route.cfg.name, reason = %why, "token claims refused");
-                            SchemeResult::Invalid("claims not satisfied")
-                        } else {
-                            let c = t
-                                .subject
-                                .as_deref()
-                                .and_then(|sub| rt.consumers.by_jwt(&t.issuer, sub))
-                                .cloned();
-                            jwt_token = Some(t);
-                            SchemeResult::Ok(c)
-                        }
-                    }
-                },
-            },
-        });
-        match verdict {
-            Verdict::Allowed(c) => consumer = c,
-            Verdict::Unauthenticated(scheme, reason) => {
-                rt.metrics.auth_failure(scheme.as_str(), reason);
-                tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, scheme = scheme.as_str(), reason, "authentication failed");
-                rt.audit.request(
-                    AuditKind::AuthFailure,
-                    conn.peer,
-                    cert_subject(conn),
-                    &route.cfg.name,
-                    &log.request_id,
-                    &format!("{}: {reason}", scheme.as_str()),
+                let ok = route.policy.chain_under_route_cas(id);
+                cache.retain(|(g, _, _)| *g == rt.generation);
+                cache.push((rt.generation, ri, ok));
+                ok
+            });
+            if let Err(denial) = verdict {
+                use crate::mtls::policy::Denial;
+                let (err, reason) = match denial {
+                    Denial::Missing => (
+                        GatewayError::CertRequired,
+                        "no client certificate".to_string(),
+                    ),
+                    Denial::Untrusted(r) => (GatewayError::CertUntrusted, r),
+                    Denial::Forbidden(r) => (GatewayError::Forbidden, r),
+                };
+                rt.metrics.auth_failure(
+                    "mtls",
+                    match err {
+                        GatewayError::CertRequired => "no_certificate",
+                        GatewayError::CertUntrusted => "untrusted_for_route",
+                        _ => "forbidden",
+                    },
                 );
-                return Err((GatewayError::Unauthorized(scheme.challenge()), Some(ri)));
-            }
-            Verdict::Forbidden(reason) => {
-                rt.metrics.auth_failure("authz", "forbidden");
-                tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, %reason, "authorization denied");
+                tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, %reason, "client certificate refused by route policy");
+                let kind = match err {
+                    GatewayError::Forbidden => AuditKind::AuthzDenied,
+                    _ => AuditKind::CertRefused,
+                };
                 rt.audit.request(
-                    AuditKind::AuthzDenied,
+                    kind,
                     conn.peer,
                     cert_subject(conn),
                     &route.cfg.name,
                     &log.request_id,
                     &reason,
                 );
-                return Err((GatewayError::Forbidden, Some(ri)));
+                return Err((err, Some(ri)));
             }
         }
-        log.consumer = consumer.as_ref().map(|c| c.name.clone());
-    }
 
-    // Rate limits (nginx limit_req): every zone of the route must pass; delays wait here.
-    // The client's address (after trusted proxies): rate-limit key and X-Real-IP.
-    let client = forward::client_ip(conn.peer.ip(), req.headers(), &rt.trusted_proxies);
-    if !route.zones.is_empty() {
-        let mut applied: smallvec::SmallVec<[Arc<crate::ratelimit::Zone>; 4]> =
-            smallvec::SmallVec::new();
-        let mut keys: smallvec::SmallVec<[u64; 4]> = smallvec::SmallVec::new();
-        for z in &route.zones {
-            if let Some(k) = zone_key(
-                z,
-                &client,
-                conn,
-                req.headers(),
-                consumer.as_deref(),
-                jwt_token.as_ref(),
-            ) {
-                applied.push(z.clone());
-                keys.push(k);
+        // CORS preflight: answered here, never forwarded.
+        if let Some(cors) = &route.cfg.cors {
+            if crate::auth::cors::Cors::is_preflight(req.method(), req.headers()) {
+                return match cors.preflight(req.headers()) {
+                    Some(hs) => {
+                        let mut r = Response::new(ResponseBody::empty());
+                        *r.status_mut() = StatusCode::NO_CONTENT;
+                        r.headers_mut().extend(hs);
+                        Ok((r, Some(ri)))
+                    }
+                    None => Err((GatewayError::Forbidden, Some(ri))),
+                };
+            }
+            log.response_extra = cors.response_headers(req.headers());
+        }
+
+        // A signature that covers Content-Digest needs the whole body before anything goes upstream.
+        let limits = &rt.listeners[conn.listener].limits;
+        let mut buffered: Option<bytes::Bytes> = None;
+        if let Some(policy) = &route.cfg.signature {
+            let covers_digest = policy
+                .required_components
+                .iter()
+                .any(|c| c.trim_matches('"').eq_ignore_ascii_case("content-digest"));
+            if covers_digest && !http_body::Body::is_end_stream(req.body()) {
+                buffered = Some(
+                    Box::pin(read_body(
+                        req.body_mut(),
+                        limits.max_body_size,
+                        limits.body_timeout,
+                    ))
+                    .await
+                    .map_err(|e| (e, Some(ri)))?,
+                );
             }
         }
-        let outcome = match &rt.cluster {
-            None => crate::ratelimit::check(&applied, &keys, crate::ratelimit::now_ms()),
-            Some(c) => c.check(&applied, &keys).await,
-        };
-        if let Some((i, st)) = outcome.log {
-            log.limit = Some((applied[i].clone(), st.as_str()));
-            rt.metrics.rate_limit(&applied[i], st);
-        }
-        if let Some((i, status, retry)) = outcome.rejected {
-            let z = &applied[i];
-            let who = consumer
-                .as_deref()
-                .map(|c| c.name.as_str())
-                .or(cert_subject(conn));
-            rt.audit.request(
-                AuditKind::RateLimited,
-                conn.peer,
-                who,
-                &route.cfg.name,
-                &log.request_id,
-                &format!("zone \"{}\"", z.cfg.name),
-            );
-            return Err((
-                GatewayError::RateLimited {
-                    status,
-                    retry_after_s: retry.as_millis().div_ceil(1000).max(1) as u64,
-                    policy: z.policy_header(),
-                    zone: z.cfg.name.clone(),
-                },
-                Some(ri),
-            ));
-        }
-        if !outcome.delay.is_zero() {
-            tokio::time::sleep(outcome.delay).await;
-        }
-    }
 
-    // Body limit: refuse a declared size at once, cut a streamed one when it passes the limit.
-    let limit = rt.listeners[conn.listener].limits.max_body_size;
-    if http_body::Body::size_hint(req.body()).lower() > limit {
-        return Err((GatewayError::PayloadTooLarge, Some(ri)));
-    }
-    // Request validation ([route.validate]): content type, parameters, JSON limits while
-    // reading, schema; a validated JSON body ends up in `buffered` and is forwarded from there.
-    if let Some(v) = &route.cfg.validate {
-        if let Err(e) =
-            crate::validate::check(v, &route.cfg, &mut req, &path, &mut buffered, limits).await
-        {
-            rt.metrics.count(
-                &rt.metrics.validation_failures,
-                match &e {
-                    GatewayError::UnsupportedMediaType => "content_type",
-                    GatewayError::ValidationFailed(_) => "invalid",
-                    GatewayError::PayloadTooLarge => "too_large",
-                    _ => "other",
-                },
-            );
-            return Err((e, Some(ri)));
-        }
-    }
-    // GraphQL limits ([route.graphql]): operations parsed and measured; a refusal never goes upstream.
-    if let Some(g) = &route.cfg.graphql {
-        if buffered.is_none() && g.needs_body(req.method()) {
-            let read = read_body(req.body_mut(), limit, limits.body_timeout).await;
-            buffered = Some(read.map_err(|e| (e, Some(ri)))?);
-        }
-        if let Err(r) = g.check(req.method(), req.uri(), req.headers(), buffered.as_deref()) {
-            rt.metrics.count(&rt.metrics.graphql_rejections, r.reason());
-            tracing::info!(request_id = %log.request_id, route = %route.cfg.name, reason = r.reason(), message = r.message(), "graphql request refused");
-            return Err((GatewayError::Graphql(Box::new(r)), Some(ri)));
-        }
-    }
-    let h2_ws = is_h2_websocket(&req);
-    let upgrade = wants_upgrade(&req) || h2_ws;
-    if upgrade && !route.cfg.websocket {
-        return Err((GatewayError::UpgradeRefused, Some(ri)));
-    }
-    // WebSocket policy at the upgrade: the Origin allowlist (CSRF), before the upstream sees anything.
-    let ws_policy = &route.cfg.websocket_policy;
-    if upgrade && !ws_policy.origin_allowed(req.headers().get(header::ORIGIN)) {
-        let origin = req.headers().get(header::ORIGIN).map(|o| {
-            String::from_utf8_lossy(o.as_bytes())
-                .chars()
-                .take(200)
-                .collect::<String>()
-        });
-        rt.metrics.auth_failure("websocket", "origin_not_allowed");
-        tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, origin = origin.as_deref().unwrap_or("(none)"), "websocket upgrade refused: origin not allowed");
-        return Err((GatewayError::Forbidden, Some(ri)));
-    }
-    let ws_terminate = upgrade && ws_policy.terminates();
-    // The relay speaks WebSocket only: another protocol must not slip past the route's limits.
-    if ws_terminate
-        && !h2_ws
-        && !req
-            .headers()
-            .get(header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
-    {
-        return Err((GatewayError::UpgradeRefused, Some(ri)));
-    }
-    let token_expires = jwt_token.as_ref().and_then(|t| t.expires_at);
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-
-    // The upstream request target: the client's own when nothing changes it
-    // (shared with the request, not copied), else rebuilt in `path_q`.
-    let strip = route.cfg.strip_prefix && route.cfg.path != "/";
-    let mut target: Option<http::uri::PathAndQuery> =
-        match (&path, strip, req.uri().path_and_query()) {
-            (std::borrow::Cow::Borrowed(_), false, Some(pq)) => Some(pq.clone()),
+        // Authentication and consumers: all of `auth`, one of `auth_any`.
+        let mut consumer: Option<Arc<crate::auth::Consumer>> = None;
+        // Boxed, like the verification result: a token is large and rare, and
+        // this future holds both across every later await.
+        let mut jwt_token: Option<Box<crate::auth::jwt::VerifiedToken>> = None;
+        // Tokens are verified before the verdict (a JWKS URL may need fetching).
+        let uses_jwt = route.cfg.auth.all.contains(&crate::auth::Scheme::Jwt)
+            || route.cfg.auth.any.contains(&crate::auth::Scheme::Jwt);
+        let mut jwt_checked = match (
+            &rt.jwt,
+            uses_jwt.then(|| bearer_token(req.headers())).flatten(),
+        ) {
+            (Some(v), Some(tok)) => Some(
+                Box::pin(v.verify(tok, SystemTime::now()))
+                    .await
+                    .map(Box::new),
+            ),
             _ => None,
         };
-    let mut path_q = String::new();
-    if target.is_none() {
-        path_q.reserve(path.len() + 32);
-        let fwd_path: &str = if strip {
-            let rest = &path[route.cfg.path.trim_end_matches('/').len().min(path.len())..];
-            if rest.starts_with('/') {
-                rest
-            } else {
-                path_q.push('/');
-                rest
-            }
-        } else {
-            &path
-        };
-        path_q.push_str(fwd_path);
-        if let Some(q) = req.uri().query() {
-            path_q.push('?');
-            path_q.push_str(q);
-        }
-    }
-    let body_empty = http_body::Body::is_end_stream(req.body());
-    let (mut parts, body) = req.into_parts();
-    // HTTP/2 extended CONNECT (RFC 8441) goes upstream as an HTTP/1.1 Upgrade
-    // with a key of the gateway's; the gateway checks the upstream's accept.
-    let ws_key = if h2_ws {
-        let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
-        parts.method = Method::GET;
-        let h = &mut parts.headers;
-        h.remove(header::CONNECTION);
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        h.insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        if let Ok(v) = HeaderValue::from_str(&key) {
-            h.insert(header::SEC_WEBSOCKET_KEY, v);
-        }
-        Some(key)
-    } else {
-        None
-    };
-    // Terminated framing: no extension (permessage-deflate) is negotiated on either side.
-    if ws_terminate {
-        parts.headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
-    }
-    let body = if let Some(data) = buffered {
-        RequestBody::Buffered {
-            data: (!data.is_empty()).then_some(data),
-        }
-    } else if body_empty {
-        RequestBody::Empty
-    } else {
-        RequestBody::limited(body, limit, rt.listeners[conn.listener].limits.body_timeout)
-    };
-    let headers = &mut parts.headers;
-    forward::strip_hop_by_hop(headers, upgrade);
-    forward::strip_client_assertions(headers);
-    // Every identity header name any route uses (custom names and consumer
-    // headers included): a client's copies never pass, on any route.
-    for name in rt.identity_header_names.iter() {
-        headers.remove(name);
-    }
-    // The consumer, as the gateway established it; a client's copy never passes.
-    headers.remove(&route.cfg.consumer_header);
-    if let Some(c) = &consumer {
-        if let Ok(v) = HeaderValue::from_str(&c.name) {
-            headers.insert(route.cfg.consumer_header.clone(), v);
-        }
-    }
-    // Token claims the route forwards; Authorization removed when asked.
-    for (claim, header) in &route.cfg.jwt.forward_claims {
-        headers.remove(header);
-        if let Some(v) = jwt_token.as_ref().and_then(|t| t.claims.get(claim)) {
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            if let Ok(hv) = HeaderValue::from_str(&text) {
-                headers.insert(header.clone(), hv);
-            }
-        }
-    }
-    if route.cfg.jwt.strip_authorization {
-        headers.remove(header::AUTHORIZATION);
-    }
-    // API keys never go upstream.
-    if route.cfg.auth.all.contains(&crate::auth::Scheme::ApiKey)
-        || route.cfg.auth.any.contains(&crate::auth::Scheme::ApiKey)
-    {
-        let current = target.as_ref().map_or(path_q.as_str(), |t| t.as_str());
-        if let Some(stripped) = rt.api_keys.strip(headers, current) {
-            path_q = stripped;
-            target = None;
-        }
-    }
-    let formats = &route.cfg.mtls.identity_headers;
-    if !formats.is_empty() {
-        match &conn.identity {
-            Some(id) => crate::mtls::headers::add_identity_headers(
-                headers,
-                id,
-                formats,
-                &route.cfg.mtls.header_names,
-            ),
-            None => crate::mtls::headers::add_no_identity(
-                headers,
-                formats,
-                &route.cfg.mtls.header_names,
-            ),
-        }
-    }
-    let peer = conn.peer.ip();
-    forward::set_forwarded(
-        headers,
-        peer,
-        &conn.peer_ip,
-        client,
-        host_value.as_ref(),
-        &rt.trusted_proxies,
-    );
-    headers.insert(X_REQUEST_ID.clone(), log.request_id.header_value());
-    let upstream = &route.upstream;
-    let host_value: Option<HeaderValue> = if let Some(fixed) = &route.cfg.host_header {
-        HeaderValue::from_str(fixed).ok()
-    } else if route.cfg.preserve_host {
-        host_value
-    } else {
-        None
-    };
-
-    let target = match target {
-        Some(t) => t,
-        None => http::uri::PathAndQuery::try_from(path_q)
-            .map_err(|_| (GatewayError::BadRequest("invalid request target"), Some(ri)))?,
-    };
-    let idempotent = matches!(
-        parts.method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    );
-    let max_attempts = if idempotent && body_empty && !upgrade {
-        1 + upstream.retries as usize
-    } else {
-        1
-    };
-    let timeout = route
-        .cfg
-        .response_timeout
-        .unwrap_or(upstream.response_timeout);
-    let mut tried: smallvec::SmallVec<[usize; 4]> = smallvec::SmallVec::new();
-    let mut body = Some(body);
-    let started = Instant::now();
-    let mut resp = loop {
-        let Some((si, guard)) = upstream.select(&tried) else {
-            return Err((
-                if tried.is_empty() {
-                    GatewayError::NoLiveUpstream
-                } else {
-                    GatewayError::BadGateway
+        // Signatures are verified (and remembered against replays, across replicas
+        // in cluster mode) before the verdict.
+        let uses_sig = route.cfg.auth.all.contains(&crate::auth::Scheme::Signature)
+            || route.cfg.auth.any.contains(&crate::auth::Scheme::Signature);
+        let mut sig_checked: Option<Result<Option<Arc<crate::auth::Consumer>>, &'static str>> =
+            None;
+        if let (true, Some(policy)) = (
+            uses_sig && req.headers().contains_key("signature"),
+            &route.cfg.signature,
+        ) {
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let target =
+                crate::auth::signature::RequestTarget::new("https", host_raw.unwrap_or(""), pq);
+            let parts = target.parts(req.method(), req.headers());
+            let keys = |id: &str| rt.signing_keys.get(id).map(|(k, _)| k.clone());
+            sig_checked = Some(
+                match crate::auth::signature::verify(
+                    &parts,
+                    buffered.as_deref(),
+                    policy,
+                    &keys,
+                    SystemTime::now(),
+                ) {
+                    Err(e) => Err(e.reason()),
+                    Ok(v) => {
+                        use crate::auth::replay::ReplayStore;
+                        let (key, until) = (v.replay_key(), v.replay_until(policy.max_age));
+                        let fresh = match &rt.cluster {
+                            Some(c) => match Box::pin(c.remember_once(&key, until)).await {
+                                Ok(fresh) => fresh && rt.replay.check_and_insert(&key, until),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "replay cache in Redis unavailable: using this replica's own");
+                                    rt.replay.check_and_insert(&key, until)
+                                }
+                            },
+                            None => rt.replay.check_and_insert(&key, until),
+                        };
+                        if fresh {
+                            Ok(rt.signing_keys.get(&v.keyid).map(|(_, c)| c.clone()))
+                        } else {
+                            Err("replayed signature")
+                        }
+                    }
                 },
-                Some(ri),
-            ));
-        };
-        tried.push(si);
-        let server = &upstream.servers[si];
-        log.upstream_addr = Some(server.addr.clone());
-        let last = tried.len() >= max_attempts || tried.len() >= upstream.servers.len();
-        let mut out = Request::new(body.take().unwrap_or(RequestBody::Empty));
-        *out.method_mut() = parts.method.clone();
-        *out.version_mut() = Version::HTTP_11;
-        *out.headers_mut() = if last {
-            std::mem::take(&mut parts.headers)
-        } else {
-            parts.headers.clone()
-        };
-        let hv = host_value.clone().or_else(|| server.host_value.clone());
-        if let Some(hv) = hv {
-            out.headers_mut().insert(header::HOST, hv);
+            );
         }
-        match tokio::time::timeout(timeout, upstream.send(si, &target, out, upgrade)).await {
-            Ok(Ok(r)) => {
-                drop(guard);
-                break r;
-            }
-            Ok(Err(SendError::BadTarget(_))) => {
-                return Err((GatewayError::BadRequest("invalid request target"), Some(ri)))
-            }
-            Ok(Err(e)) => {
-                drop(guard);
-                // The client's body was too large, too slow or malformed (bad chunk size,
-                // bare LF): the client's fault, never counted toward ejecting the server.
-                match client_body_error(&e) {
-                    Some(BodyError::TooLarge(_)) => {
-                        return Err((GatewayError::PayloadTooLarge, Some(ri)))
-                    }
-                    Some(BodyError::Timeout(_)) => {
-                        return Err((GatewayError::RequestTimeout, Some(ri)))
-                    }
-                    Some(BodyError::Stream(_)) => {
-                        return Err((GatewayError::BadRequest("malformed request body"), Some(ri)))
-                    }
-                    None => {}
-                }
-                upstream.record_failure(si);
-                tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, server = %server.authority, error = %error_chain(&e), "upstream request failed");
-                if e.is_connect() && !last {
-                    body = Some(RequestBody::Empty);
-                    continue;
-                }
-                return Err((GatewayError::BadGateway, Some(ri)));
-            }
-            Err(_) => {
-                drop(guard);
-                upstream.record_failure(si);
-                tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, server = %server.authority, "upstream response timed out after {:?}", timeout);
-                return Err((GatewayError::GatewayTimeout, Some(ri)));
-            }
-        }
-    };
-    log.upstream_response_time = Some(started.elapsed());
-    log.upstream_status = Some(resp.status().as_u16());
-
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        match client_upgrade {
-            Some(client_upgrade) => {
-                if let Some(key) = &ws_key {
-                    let expected = tokio_tungstenite::tungstenite::handshake::derive_accept_key(
-                        key.as_bytes(),
+        if route.cfg.auth.is_active() {
+            use crate::auth::{Scheme, SchemeResult, Verdict};
+            let now = SystemTime::now();
+            let verdict = crate::auth::decide(&route.cfg.auth, |scheme| match scheme {
+                Scheme::Mtls => match &conn.identity {
+                    Some(id) => SchemeResult::Ok(rt.consumers.by_certificate(id).cloned()),
+                    None => SchemeResult::Missing,
+                },
+                Scheme::ApiKey => match rt.api_keys.presented(req.headers(), req.uri().query()) {
+                    None => SchemeResult::Missing,
+                    Some(k) => match rt.api_keys.check(&k, now) {
+                        Ok(e) => SchemeResult::Ok(Some(e.consumer.clone())),
+                        Err(why) => SchemeResult::Invalid(why),
+                    },
+                },
+                Scheme::Signature => match sig_checked.take() {
+                    None => SchemeResult::Missing,
+                    Some(Err(reason)) => SchemeResult::Invalid(reason),
+                    Some(Ok(c)) => SchemeResult::Ok(c),
+                },
+                Scheme::Jwt => match jwt_checked.take() {
+                    None => SchemeResult::Missing,
+                    Some(r) => match r {
+                        Err(e) => SchemeResult::Invalid(e.reason()),
+                        Ok(t) => {
+                            let bound_ok = !route.cfg.jwt.cert_bound
+                                || crate::auth::jwt::cert_bound_ok(
+                                    &t,
+                                    conn.identity.as_ref().map(|i| i.leaf_der.as_slice()),
+                                );
+                            if !bound_ok {
+                                SchemeResult::Invalid("token bound to another certificate")
+                            } else if let Err(why) =
+                                crate::auth::jwt::check_rules(&t, &route.cfg.jwt.claims)
+                            {
+                                tracing::info!(request_id = %log.request_id, route = %route.cfg.name, reason = %why, "token claims refused");
+                                SchemeResult::Invalid("claims not satisfied")
+                            } else {
+                                let c = t
+                                    .subject
+                                    .as_deref()
+                                    .and_then(|sub| rt.consumers.by_jwt(&t.issuer, sub))
+                                    .cloned();
+                                jwt_token = Some(t);
+                                SchemeResult::Ok(c)
+                            }
+                        }
+                    },
+                },
+            });
+            match verdict {
+                Verdict::Allowed(c) => consumer = c,
+                Verdict::Unauthenticated(scheme, reason) => {
+                    rt.metrics.auth_failure(scheme.as_str(), reason);
+                    tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, scheme = scheme.as_str(), reason, "authentication failed");
+                    rt.audit.request(
+                        AuditKind::AuthFailure,
+                        conn.peer,
+                        cert_subject(conn),
+                        &route.cfg.name,
+                        &log.request_id,
+                        &format!("{}: {reason}", scheme.as_str()),
                     );
-                    let accept = resp.headers().get(header::SEC_WEBSOCKET_ACCEPT);
-                    if accept.map(|a| a.as_bytes()) != Some(expected.as_bytes()) {
-                        tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, "upstream answered the WebSocket upgrade without the right Sec-WebSocket-Accept");
-                        return Err((GatewayError::BadGateway, Some(ri)));
-                    }
+                    return Err((GatewayError::Unauthorized(scheme.challenge()), Some(ri)));
                 }
-                if ws_terminate
-                    && resp
-                        .headers()
-                        .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
-                {
-                    tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, "upstream negotiated a WebSocket extension the gateway did not offer");
+                Verdict::Forbidden(reason) => {
+                    rt.metrics.auth_failure("authz", "forbidden");
+                    tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, %reason, "authorization denied");
+                    rt.audit.request(
+                        AuditKind::AuthzDenied,
+                        conn.peer,
+                        cert_subject(conn),
+                        &route.cfg.name,
+                        &log.request_id,
+                        &reason,
+                    );
+                    return Err((GatewayError::Forbidden, Some(ri)));
+                }
+            }
+            log.consumer = consumer.as_ref().map(|c| c.name.clone());
+        }
+
+        // Rate limits (nginx limit_req): every zone of the route must pass; delays wait here.
+        // The client's address (after trusted proxies): rate-limit key and X-Real-IP.
+        let client = forward::client_ip(conn.peer.ip(), req.headers(), &rt.trusted_proxies);
+        if !route.zones.is_empty() {
+            let mut applied: smallvec::SmallVec<[Arc<crate::ratelimit::Zone>; 4]> =
+                smallvec::SmallVec::new();
+            let mut keys: smallvec::SmallVec<[u64; 4]> = smallvec::SmallVec::new();
+            for z in &route.zones {
+                if let Some(k) = zone_key(
+                    z,
+                    &client,
+                    conn,
+                    req.headers(),
+                    consumer.as_deref(),
+                    jwt_token.as_deref(),
+                ) {
+                    applied.push(z.clone());
+                    keys.push(k);
+                }
+            }
+            let outcome = match &rt.cluster {
+                None => crate::ratelimit::check(&applied, &keys, crate::ratelimit::now_ms()),
+                Some(c) => Box::pin(c.check(&applied, &keys)).await,
+            };
+            if let Some((i, st)) = outcome.log {
+                log.limit = Some((applied[i].clone(), st.as_str()));
+                rt.metrics.rate_limit(&applied[i], st);
+            }
+            if let Some((i, status, retry)) = outcome.rejected {
+                let z = &applied[i];
+                let who = consumer
+                    .as_deref()
+                    .map(|c| c.name.as_str())
+                    .or(cert_subject(conn));
+                rt.audit.request(
+                    AuditKind::RateLimited,
+                    conn.peer,
+                    who,
+                    &route.cfg.name,
+                    &log.request_id,
+                    &format!("zone \"{}\"", z.cfg.name),
+                );
+                return Err((
+                    GatewayError::RateLimited {
+                        status,
+                        retry_after_s: retry.as_millis().div_ceil(1000).max(1) as u64,
+                        policy: z.policy_header(),
+                        zone: z.cfg.name.clone(),
+                    },
+                    Some(ri),
+                ));
+            }
+            if !outcome.delay.is_zero() {
+                Box::pin(tokio::time::sleep(outcome.delay)).await;
+            }
+        }
+
+        // Body limit: refuse a declared size at once, cut a streamed one when it passes the limit.
+        let limit = rt.listeners[conn.listener].limits.max_body_size;
+        if http_body::Body::size_hint(req.body()).lower() > limit {
+            return Err((GatewayError::PayloadTooLarge, Some(ri)));
+        }
+        // Request validation ([route.validate]): content type, parameters, JSON limits while
+        // reading, schema; a validated JSON body ends up in `buffered` and is forwarded from there.
+        if let Some(v) = &route.cfg.validate {
+            if let Err(e) = Box::pin(crate::validate::check(
+                v,
+                &route.cfg,
+                &mut req,
+                &path,
+                &mut buffered,
+                limits,
+            ))
+            .await
+            {
+                rt.metrics.count(
+                    &rt.metrics.validation_failures,
+                    match &e {
+                        GatewayError::UnsupportedMediaType => "content_type",
+                        GatewayError::ValidationFailed(_) => "invalid",
+                        GatewayError::PayloadTooLarge => "too_large",
+                        _ => "other",
+                    },
+                );
+                return Err((e, Some(ri)));
+            }
+        }
+        // GraphQL limits ([route.graphql]): operations parsed and measured; a refusal never goes upstream.
+        if let Some(g) = &route.cfg.graphql {
+            if buffered.is_none() && g.needs_body(req.method()) {
+                let read = Box::pin(read_body(req.body_mut(), limit, limits.body_timeout)).await;
+                buffered = Some(read.map_err(|e| (e, Some(ri)))?);
+            }
+            if let Err(r) = g.check(req.method(), req.uri(), req.headers(), buffered.as_deref()) {
+                rt.metrics.count(&rt.metrics.graphql_rejections, r.reason());
+                tracing::info!(request_id = %log.request_id, route = %route.cfg.name, reason = r.reason(), message = r.message(), "graphql request refused");
+                return Err((GatewayError::Graphql(Box::new(r)), Some(ri)));
+            }
+        }
+        let h2_ws = is_h2_websocket(&req);
+        let upgrade = wants_upgrade(&req) || h2_ws;
+        if upgrade && !route.cfg.websocket {
+            return Err((GatewayError::UpgradeRefused, Some(ri)));
+        }
+        // WebSocket policy at the upgrade: the Origin allowlist (CSRF), before the upstream sees anything.
+        let ws_policy = &route.cfg.websocket_policy;
+        if upgrade && !ws_policy.origin_allowed(req.headers().get(header::ORIGIN)) {
+            let origin = req.headers().get(header::ORIGIN).map(|o| {
+                String::from_utf8_lossy(o.as_bytes())
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            });
+            rt.metrics.auth_failure("websocket", "origin_not_allowed");
+            tracing::info!(request_id = %log.request_id, peer = %conn.peer, route = %route.cfg.name, origin = origin.as_deref().unwrap_or("(none)"), "websocket upgrade refused: origin not allowed");
+            return Err((GatewayError::Forbidden, Some(ri)));
+        }
+        let ws_terminate = upgrade && ws_policy.terminates();
+        // The relay speaks WebSocket only: another protocol must not slip past the route's limits.
+        if ws_terminate
+            && !h2_ws
+            && !req
+                .headers()
+                .get(header::UPGRADE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+        {
+            return Err((GatewayError::UpgradeRefused, Some(ri)));
+        }
+        let token_expires = jwt_token.as_ref().and_then(|t| t.expires_at);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        // The upstream request target: the client's own when nothing changes it
+        // (shared with the request, not copied), else rebuilt in `path_q`.
+        let strip = route.cfg.strip_prefix && route.cfg.path != "/";
+        let mut target: Option<http::uri::PathAndQuery> =
+            match (&path, strip, req.uri().path_and_query()) {
+                (std::borrow::Cow::Borrowed(_), false, Some(pq)) => Some(pq.clone()),
+                _ => None,
+            };
+        let mut path_q = String::new();
+        if target.is_none() {
+            path_q.reserve(path.len() + 32);
+            let fwd_path: &str = if strip {
+                let rest = &path[route.cfg.path.trim_end_matches('/').len().min(path.len())..];
+                if rest.starts_with('/') {
+                    rest
+                } else {
+                    path_q.push('/');
+                    rest
+                }
+            } else {
+                &path
+            };
+            path_q.push_str(fwd_path);
+            if let Some(q) = req.uri().query() {
+                path_q.push('?');
+                path_q.push_str(q);
+            }
+        }
+        let body_empty = http_body::Body::is_end_stream(req.body());
+        let (mut parts, body) = req.into_parts();
+        // HTTP/2 extended CONNECT (RFC 8441) goes upstream as an HTTP/1.1 Upgrade
+        // with a key of the gateway's; the gateway checks the upstream's accept.
+        let ws_key = if h2_ws {
+            let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+            parts.method = Method::GET;
+            let h = &mut parts.headers;
+            h.remove(header::CONNECTION);
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&key) {
+                h.insert(header::SEC_WEBSOCKET_KEY, v);
+            }
+            Some(key)
+        } else {
+            None
+        };
+        // Terminated framing: no extension (permessage-deflate) is negotiated on either side.
+        if ws_terminate {
+            parts.headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+        }
+        let body = if let Some(data) = buffered {
+            RequestBody::Buffered {
+                data: (!data.is_empty()).then_some(data),
+            }
+        } else if body_empty {
+            RequestBody::Empty
+        } else {
+            RequestBody::limited(body, limit, rt.listeners[conn.listener].limits.body_timeout)
+        };
+        let headers = &mut parts.headers;
+        forward::strip_hop_by_hop(headers, upgrade);
+        forward::strip_client_assertions(headers);
+        // Every identity header name any route uses (custom names and consumer
+        // headers included): a client's copies never pass, on any route.
+        for name in rt.identity_header_names.iter() {
+            headers.remove(name);
+        }
+        // The consumer, as the gateway established it; a client's copy never passes.
+        headers.remove(&route.cfg.consumer_header);
+        if let Some(c) = &consumer {
+            if let Ok(v) = HeaderValue::from_str(&c.name) {
+                headers.insert(route.cfg.consumer_header.clone(), v);
+            }
+        }
+        // Token claims the route forwards; Authorization removed when asked.
+        for (claim, header) in &route.cfg.jwt.forward_claims {
+            headers.remove(header);
+            if let Some(v) = jwt_token.as_ref().and_then(|t| t.claims.get(claim)) {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if let Ok(hv) = HeaderValue::from_str(&text) {
+                    headers.insert(header.clone(), hv);
+                }
+            }
+        }
+        if route.cfg.jwt.strip_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
+        // API keys never go upstream.
+        if route.cfg.auth.all.contains(&crate::auth::Scheme::ApiKey)
+            || route.cfg.auth.any.contains(&crate::auth::Scheme::ApiKey)
+        {
+            let current = target.as_ref().map_or(path_q.as_str(), |t| t.as_str());
+            if let Some(stripped) = rt.api_keys.strip(headers, current) {
+                path_q = stripped;
+                target = None;
+            }
+        }
+        let formats = &route.cfg.mtls.identity_headers;
+        if !formats.is_empty() {
+            match &conn.identity {
+                Some(id) => crate::mtls::headers::add_identity_headers(
+                    headers,
+                    id,
+                    formats,
+                    &route.cfg.mtls.header_names,
+                ),
+                None => crate::mtls::headers::add_no_identity(
+                    headers,
+                    formats,
+                    &route.cfg.mtls.header_names,
+                ),
+            }
+        }
+        let peer = conn.peer.ip();
+        forward::set_forwarded(
+            headers,
+            peer,
+            &conn.peer_ip,
+            client,
+            host_value.as_ref(),
+            &rt.trusted_proxies,
+        );
+        headers.insert(X_REQUEST_ID.clone(), log.request_id.header_value());
+        let upstream = &route.upstream;
+        let host_value: Option<HeaderValue> = if let Some(fixed) = &route.cfg.host_header {
+            HeaderValue::from_str(fixed).ok()
+        } else if route.cfg.preserve_host {
+            host_value
+        } else {
+            None
+        };
+
+        let target = match target {
+            Some(t) => t,
+            None => http::uri::PathAndQuery::try_from(path_q)
+                .map_err(|_| (GatewayError::BadRequest("invalid request target"), Some(ri)))?,
+        };
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
+        );
+        let max_attempts = if idempotent && body_empty && !upgrade {
+            1 + upstream.retries as usize
+        } else {
+            1
+        };
+        let timeout = route
+            .cfg
+            .response_timeout
+            .unwrap_or(upstream.response_timeout);
+        let mut tried: smallvec::SmallVec<[usize; 4]> = smallvec::SmallVec::new();
+        let mut body = Some(body);
+        let started = Instant::now();
+        let mut resp = loop {
+            let Some((si, guard)) = upstream.select(&tried) else {
+                return Err((
+                    if tried.is_empty() {
+                        GatewayError::NoLiveUpstream
+                    } else {
+                        GatewayError::BadGateway
+                    },
+                    Some(ri),
+                ));
+            };
+            tried.push(si);
+            let server = &upstream.servers[si];
+            log.upstream_addr = Some(server.addr.clone());
+            let last = tried.len() >= max_attempts || tried.len() >= upstream.servers.len();
+            // Built inside the awaited expression: a request kept in a local would
+            // stay in this future's state across the await, unused.
+            let sending = {
+                let mut out = Request::new(body.take().unwrap_or(RequestBody::Empty));
+                *out.method_mut() = parts.method.clone();
+                *out.version_mut() = Version::HTTP_11;
+                *out.headers_mut() = if last {
+                    std::mem::take(&mut parts.headers)
+                } else {
+                    parts.headers.clone()
+                };
+                if let Some(hv) = host_value.clone().or_else(|| server.host_value.clone()) {
+                    out.headers_mut().insert(header::HOST, hv);
+                }
+                tokio::time::timeout(timeout, upstream.send(si, &target, out, upgrade))
+            };
+            match sending.await {
+                Ok(Ok(r)) => {
+                    drop(guard);
+                    break r;
+                }
+                Ok(Err(SendError::BadTarget(_))) => {
+                    return Err((GatewayError::BadRequest("invalid request target"), Some(ri)))
+                }
+                Ok(Err(e)) => {
+                    drop(guard);
+                    // The client's body was too large, too slow or malformed (bad chunk size,
+                    // bare LF): the client's fault, never counted toward ejecting the server.
+                    match client_body_error(&e) {
+                        Some(BodyError::TooLarge(_)) => {
+                            return Err((GatewayError::PayloadTooLarge, Some(ri)))
+                        }
+                        Some(BodyError::Timeout(_)) => {
+                            return Err((GatewayError::RequestTimeout, Some(ri)))
+                        }
+                        Some(BodyError::Stream(_)) => {
+                            return Err((
+                                GatewayError::BadRequest("malformed request body"),
+                                Some(ri),
+                            ))
+                        }
+                        None => {}
+                    }
+                    upstream.record_failure(si);
+                    tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, server = %server.authority, error = %error_chain(&e), "upstream request failed");
+                    if e.is_connect() && !last {
+                        body = Some(RequestBody::Empty);
+                        continue;
+                    }
                     return Err((GatewayError::BadGateway, Some(ri)));
                 }
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                if ws_terminate {
-                    crate::websocket::spawn_terminated(
-                        client_upgrade,
-                        upstream_upgrade,
-                        crate::websocket::Session {
-                            policy: ws_policy.clone(),
-                            idle: route.cfg.upgrade_idle_timeout,
-                            request_id: log.request_id.to_string(),
-                            kill: conn.kill.clone(),
-                            token_expires: token_expires
-                                .filter(|_| ws_policy.close_on_token_expiry),
-                            metrics: Some(rt.metrics.clone()),
-                        },
-                    );
-                } else {
-                    crate::tunnel::spawn(
-                        client_upgrade,
-                        upstream_upgrade,
-                        route.cfg.upgrade_idle_timeout,
-                        log.request_id.to_string(),
-                        conn.kill.clone(),
-                    );
+                Err(_) => {
+                    drop(guard);
+                    upstream.record_failure(si);
+                    tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, server = %server.authority, "upstream response timed out after {:?}", timeout);
+                    return Err((GatewayError::GatewayTimeout, Some(ri)));
                 }
-                forward::clean_response_headers(resp.headers_mut(), true);
-                let (mut p, _) = resp.into_parts();
-                if h2_ws {
-                    // RFC 8441: a 200 on the stream; no upgrade or accept headers in HTTP/2.
-                    p.status = StatusCode::OK;
-                    for h in [
-                        header::UPGRADE,
-                        header::CONNECTION,
-                        header::SEC_WEBSOCKET_ACCEPT,
-                    ] {
-                        p.headers.remove(h);
-                    }
-                }
-                return Ok((Response::from_parts(p, ResponseBody::empty()), Some(ri)));
             }
-            None => return Err((GatewayError::BadGateway, Some(ri))),
+        };
+        log.upstream_response_time = Some(started.elapsed());
+        log.upstream_status = Some(resp.status().as_u16());
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            match client_upgrade {
+                Some(client_upgrade) => {
+                    if let Some(key) = &ws_key {
+                        let expected = tokio_tungstenite::tungstenite::handshake::derive_accept_key(
+                            key.as_bytes(),
+                        );
+                        let accept = resp.headers().get(header::SEC_WEBSOCKET_ACCEPT);
+                        if accept.map(|a| a.as_bytes()) != Some(expected.as_bytes()) {
+                            tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, "upstream answered the WebSocket upgrade without the right Sec-WebSocket-Accept");
+                            return Err((GatewayError::BadGateway, Some(ri)));
+                        }
+                    }
+                    if ws_terminate
+                        && resp
+                            .headers()
+                            .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
+                    {
+                        tracing::warn!(request_id = %log.request_id, upstream = %upstream.name, "upstream negotiated a WebSocket extension the gateway did not offer");
+                        return Err((GatewayError::BadGateway, Some(ri)));
+                    }
+                    let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                    if ws_terminate {
+                        crate::websocket::spawn_terminated(
+                            client_upgrade,
+                            upstream_upgrade,
+                            crate::websocket::Session {
+                                policy: ws_policy.clone(),
+                                idle: route.cfg.upgrade_idle_timeout,
+                                request_id: log.request_id.to_string(),
+                                kill: conn.kill.clone(),
+                                token_expires: token_expires
+                                    .filter(|_| ws_policy.close_on_token_expiry),
+                                metrics: Some(rt.metrics.clone()),
+                            },
+                        );
+                    } else {
+                        crate::tunnel::spawn(
+                            client_upgrade,
+                            upstream_upgrade,
+                            route.cfg.upgrade_idle_timeout,
+                            log.request_id.to_string(),
+                            conn.kill.clone(),
+                        );
+                    }
+                    forward::clean_response_headers(resp.headers_mut(), true);
+                    let (mut p, _) = resp.into_parts();
+                    if h2_ws {
+                        // RFC 8441: a 200 on the stream; no upgrade or accept headers in HTTP/2.
+                        p.status = StatusCode::OK;
+                        for h in [
+                            header::UPGRADE,
+                            header::CONNECTION,
+                            header::SEC_WEBSOCKET_ACCEPT,
+                        ] {
+                            p.headers.remove(h);
+                        }
+                    }
+                    return Ok((Response::from_parts(p, ResponseBody::empty()), Some(ri)));
+                }
+                None => return Err((GatewayError::BadGateway, Some(ri))),
+            }
         }
+        forward::clean_response_headers(resp.headers_mut(), false);
+        Ok((resp.map(|b| ResponseBody::Upstream { inner: b }), Some(ri)))
     }
-    forward::clean_response_headers(resp.headers_mut(), false);
-    Ok((resp.map(|b| ResponseBody::Upstream { inner: b }), Some(ri)))
 }
 
 /// The key of a zone for this request; `None` when a part is empty (nginx

@@ -50,9 +50,9 @@ impl<'a> Headers<'a> {
 }
 
 /// The request headers a log format prints, copied out of a request (the
-/// values are shared, not copied; a few fit without allocating).
+/// values are shared, not copied; two fit without allocating (the api_log format prints two)).
 #[derive(Debug, Clone, Default)]
-pub struct PickedHeaders(pub(crate) smallvec::SmallVec<[(HeaderName, HeaderValue); 4]>);
+pub struct PickedHeaders(pub(crate) smallvec::SmallVec<[(HeaderName, HeaderValue); 2]>);
 
 impl PickedHeaders {
     pub fn len(&self) -> usize {

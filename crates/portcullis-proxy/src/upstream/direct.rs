@@ -145,21 +145,37 @@ impl DirectPool {
         authority: &str,
         mut req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, DirectError> {
-        loop {
-            let (mut tx, pooled) = match self.checkout(server) {
-                Some(tx) => (tx, true),
-                None => (self.connect(authority).await?, false),
-            };
+        while let Some(mut tx) = self.checkout(server) {
             match tx.try_send_request(req).await {
                 Ok(resp) => {
                     self.checkin(server, tx);
                     return Ok(resp);
                 }
                 Err(mut e) => match e.take_message() {
-                    Some(unsent) if pooled => req = unsent,
-                    _ => return Err(DirectError::Http(e.into_error())),
+                    Some(unsent) => req = unsent,
+                    None => return Err(DirectError::Http(e.into_error())),
                 },
             }
+        }
+        // Boxed: on a warm pool this is rare, and its future (the connect)
+        // would otherwise sit in every request's state.
+        Box::pin(self.send_new(server, authority, req)).await
+    }
+
+    /// Sends `req` on a new connection (kept for reuse afterwards).
+    async fn send_new(
+        &self,
+        server: usize,
+        authority: &str,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, DirectError> {
+        let mut tx = self.connect(authority).await?;
+        match tx.try_send_request(req).await {
+            Ok(resp) => {
+                self.checkin(server, tx);
+                Ok(resp)
+            }
+            Err(e) => Err(DirectError::Http(e.into_error())),
         }
     }
 }

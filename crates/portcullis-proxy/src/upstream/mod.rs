@@ -84,14 +84,12 @@ impl Server {
     }
 }
 
-/// Counts a request in flight on a server for least-connections.
-pub struct ActiveGuard(Arc<Upstream>, usize);
+/// Counts a request in flight on a server (least-connections, the admin API).
+pub struct ActiveGuard<'a>(&'a AtomicUsize);
 
-impl Drop for ActiveGuard {
+impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
-        self.0.servers[self.1]
-            .active
-            .fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -213,39 +211,61 @@ impl Upstream {
     /// upstream receives, `req`'s URI is replaced. Plain-HTTP requests that do
     /// not upgrade go over this worker's direct connections; HTTPS and
     /// upgrades over the pooled client.
-    pub async fn send(
-        &self,
+    ///
+    /// Not an `async fn`: the future returned is the client's own (no copy
+    /// of the request kept in an extra state; it is part of every request's
+    /// future).
+    pub fn send<'a>(
+        &'a self,
         si: usize,
         target: &http::uri::PathAndQuery,
         mut req: http::Request<RequestBody>,
         upgrade: bool,
-    ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+    ) -> impl std::future::Future<Output = Result<http::Response<hyper::body::Incoming>, SendError>> + 'a
+    {
+        use futures_util::future::{ready, Either, TryFutureExt};
         let server = &self.servers[si];
-        let direct = !server.https && !upgrade;
-        *req.uri_mut() = if direct {
-            http::Uri::from(target.clone())
-        } else {
-            http::Uri::try_from(format!("{}{}", server.base, target.as_str()))
-                .map_err(SendError::BadTarget)?
-        };
-        if direct {
-            Ok(self.direct.send(si, &server.authority, req).await?)
-        } else {
-            Ok(self.client().request(req).await?)
+        if !server.https && !upgrade {
+            *req.uri_mut() = http::Uri::from(target.clone());
+            return Either::Left(
+                self.direct
+                    .send(si, &server.authority, req)
+                    .map_err(SendError::from),
+            );
+        }
+        match http::Uri::try_from(format!("{}{}", server.base, target.as_str())) {
+            Ok(uri) => {
+                *req.uri_mut() = uri;
+                Either::Right(Either::Left(
+                    self.client().request(req).map_err(SendError::from),
+                ))
+            }
+            Err(e) => Either::Right(Either::Right(ready(Err(SendError::BadTarget(e))))),
         }
     }
 
     /// Picks a server not in `tried`: healthy and not ejected first; if every
     /// server is ejected (but not health-checked down), the one whose ejection
     /// ends first, as nginx does rather than failing outright.
-    pub fn select(self: &Arc<Self>, tried: &[usize]) -> Option<(usize, ActiveGuard)> {
+    pub fn select(&self, tried: &[usize]) -> Option<(usize, ActiveGuard<'_>)> {
         let n = self.servers.len();
-        let now = now_ms();
+        // The clock is read only if some server was ever ejected.
+        let now = std::cell::OnceCell::new();
         let usable = |i: usize| !tried.contains(&i) && !self.servers[i].is_health_down();
-        let available = |i: usize| usable(i) && !self.servers[i].is_ejected(now);
+        let available = |i: usize| {
+            usable(i) && {
+                let until = self.servers[i].ejected_until_ms.load(Ordering::Relaxed);
+                until == 0 || until <= *now.get_or_init(now_ms)
+            }
+        };
         let pick = match self.balance {
             Balance::RoundRobin => {
-                let start = self.rr.fetch_add(1, Ordering::Relaxed);
+                // One server: nothing to rotate (the shared counter is not touched).
+                let start = if n == 1 {
+                    0
+                } else {
+                    self.rr.fetch_add(1, Ordering::Relaxed)
+                };
                 (0..n).map(|k| (start + k) % n).find(|&i| available(i))
             }
             Balance::LeastConn => {
@@ -261,8 +281,9 @@ impl Upstream {
                 .filter(|&i| usable(i))
                 .min_by_key(|&i| self.servers[i].ejected_until_ms.load(Ordering::Relaxed))
         })?;
-        self.servers[pick].active.fetch_add(1, Ordering::Relaxed);
-        Some((pick, ActiveGuard(self.clone(), pick)))
+        let active = &self.servers[pick].active;
+        active.fetch_add(1, Ordering::Relaxed);
+        Some((pick, ActiveGuard(active)))
     }
 
     /// Records a failed attempt (connect error, reset, timeout) on a server.
