@@ -47,7 +47,7 @@ pub struct ListenerRuntime {
     pub ocsp: crate::mtls::fetch::OcspMode,
     /// Client CAs (to find an issuer a client did not send, for OCSP).
     pub client_ca: Vec<rustls_pki_types::CertificateDer<'static>>,
-    pub tls: Arc<rustls::ServerConfig>,
+    pub tls: crate::tls::ListenerTls,
     pub limits: Limits,
     pub http: auto::Builder<TokioExecutor>,
 }

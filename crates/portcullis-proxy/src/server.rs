@@ -509,7 +509,8 @@ async fn serve_tls(
         let start =
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
         sni_seen = start.client_hello().server_name().map(str::to_owned);
-        start.into_stream(lr.tls.clone()).await
+        let config = lr.tls.for_hello(&start.client_hello());
+        start.into_stream(config).await
     };
     let tls = match tokio::time::timeout(hs_timeout, handshake).await {
         Ok(Ok(s)) => s,

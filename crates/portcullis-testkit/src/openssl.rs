@@ -10,6 +10,9 @@ pub struct Handshake {
     pub ok: bool,
     /// "TLSv1.3", "TLSv1.2" … when it completed.
     pub protocol: Option<String>,
+    /// The cipher suite, as s_client names it ("TLS_AES_128_GCM_SHA256",
+    /// "ECDHE-ECDSA-AES128-GCM-SHA256").
+    pub cipher: Option<String>,
     /// The ALPN protocol the server chose.
     pub alpn: Option<String>,
     /// The subject line of the server's leaf certificate.
@@ -46,6 +49,13 @@ pub fn s_client(port: u16, args: &[&str]) -> Handshake {
                 .find_map(|l| l.split_once(", Cipher is ").map(|(a, _)| a.to_string()))
                 .and_then(|a| a.split_whitespace().last().map(str::to_owned))
         });
+    let cipher = text
+        .lines()
+        .find_map(|l| {
+            l.split_once(", Cipher is ")
+                .map(|(_, c)| c.trim().to_string())
+        })
+        .filter(|c| c != "(NONE)");
     let alpn = field("ALPN protocol:");
     let subject = field("subject=");
     let ok = text.contains("-----BEGIN CERTIFICATE-----")
@@ -54,6 +64,7 @@ pub fn s_client(port: u16, args: &[&str]) -> Handshake {
     Handshake {
         ok,
         protocol,
+        cipher,
         alpn,
         subject,
         output: text,

@@ -67,6 +67,55 @@ fn tls_1_1_refused_1_2_and_1_3_accepted() {
 }
 
 #[test]
+fn aes_gcm_clients_get_aes_128_and_chacha_clients_keep_chacha() {
+    let env = env();
+    let _gw = echo_gateway(&env, "");
+    let pick = |version: &str, flag: &str, suites: &str| {
+        let h = s_client(
+            env.https_port,
+            &["-servername", "localhost", version, flag, suites],
+        );
+        assert!(h.ok, "{suites}: {}", h.output);
+        h.cipher.unwrap_or_default()
+    };
+    // AES-256 first, AES-128 offered: the two AES-GCM suites count as equal, ours wins.
+    assert_eq!(
+        pick(
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"
+        ),
+        "TLS_AES_128_GCM_SHA256"
+    );
+    // Otherwise the client's preference decides (Mozilla: prefer_server_ciphers off).
+    assert_eq!(
+        pick(
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
+        ),
+        "TLS_CHACHA20_POLY1305_SHA256"
+    );
+    assert_eq!(
+        pick("-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"),
+        "TLS_AES_256_GCM_SHA384"
+    );
+    // TLS 1.2: the same rule.
+    let v12 = pick(
+        "-tls1_2",
+        "-cipher",
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+    );
+    assert!(v12.ends_with("AES128-GCM-SHA256"), "{v12}");
+    let v12 = pick(
+        "-tls1_2",
+        "-cipher",
+        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+    );
+    assert!(v12.ends_with("CHACHA20-POLY1305"), "{v12}");
+}
+
+#[test]
 fn modern_profile_refuses_tls_1_2() {
     let env = env();
     let _gw = echo_gateway(&env, "tls_profile = \"modern\"\n");
