@@ -109,17 +109,13 @@ impl Batches {
         true
     }
 
-    /// Moves the batch's lines into `out`; returns how many lines.
+    /// Takes the batch's lines: `out` (emptied) and the batch swap buffers,
+    /// so the lock is held for no copy. Returns how many lines.
     fn take_all(&self, out: &mut Vec<u8>) -> u64 {
+        out.clear();
         let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
-        out.extend_from_slice(&b.buf);
-        let lines = b.lines;
-        b.buf.clear();
-        b.lines = 0;
-        if b.buf.capacity() > 4 * BATCH_BYTES {
-            b.buf.shrink_to(BATCH_BYTES);
-        }
-        lines
+        std::mem::swap(&mut b.buf, out);
+        std::mem::take(&mut b.lines)
     }
 }
 
@@ -298,7 +294,7 @@ struct Writer {
     failing: bool,
 }
 
-/// What the writer does after a collection, in order.
+/// What the writer does with the lines logged before it, in order.
 enum Step {
     Reopen,
     Flush(mpsc::SyncSender<()>),
@@ -311,7 +307,7 @@ impl Writer {
         let mut deadline: Option<Instant> = None;
         loop {
             std::thread::sleep(POLL);
-            let mut steps: Vec<(Vec<u8>, u64, Option<Step>)> = Vec::new();
+            let mut steps: Vec<(Vec<u8>, u64, Step)> = Vec::new();
             let mut closed = false;
             let fresh_lines;
             {
@@ -322,10 +318,8 @@ impl Writer {
                     .unwrap_or_else(|e| e.into_inner());
                 loop {
                     match self.rx.try_recv() {
-                        Ok(Msg::Reopen(before, n)) => steps.push((before, n, Some(Step::Reopen))),
-                        Ok(Msg::Flush(before, n, ack)) => {
-                            steps.push((before, n, Some(Step::Flush(ack))))
-                        }
+                        Ok(Msg::Reopen(before, n)) => steps.push((before, n, Step::Reopen)),
+                        Ok(Msg::Flush(before, n, ack)) => steps.push((before, n, Step::Flush(ack))),
                         Err(mpsc::TryRecvError::Empty) => break,
                         Err(mpsc::TryRecvError::Disconnected) => {
                             closed = true;
@@ -342,12 +336,11 @@ impl Writer {
                 self.buf.extend_from_slice(&data);
                 self.lines += n;
                 match step {
-                    None => {}
-                    Some(Step::Reopen) => {
+                    Step::Reopen => {
                         self.write_out();
                         self.reopen();
                     }
-                    Some(Step::Flush(ack)) => {
+                    Step::Flush(ack) => {
                         self.write_out();
                         self.sync();
                         let _ = ack.send(());
@@ -356,6 +349,8 @@ impl Writer {
             }
             self.buf.extend_from_slice(&self.fresh);
             self.lines += fresh_lines;
+            // `fresh` goes back to the batch at the next take: keep it from
+            // holding on to a burst's worth of memory.
             self.fresh.clear();
             if self.fresh.capacity() > 4 * BATCH_BYTES {
                 self.fresh.shrink_to(BATCH_BYTES);
