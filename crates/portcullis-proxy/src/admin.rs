@@ -348,10 +348,10 @@ fn upstreams(rt: &Runtime) -> Value {
                 "balance": format!("{:?}", u.balance).to_lowercase(),
                 "all_down": u.all_down(),
                 "servers": u.servers.iter().map(|s| json!({
-                    "address": s.authority,
+                    "address": &*s.authority,
                     "https": s.https,
-                    "up": !s.is_ejected(now) && !s.is_health_down(),
-                    "ejected": s.is_ejected(now),
+                    "up": !s.is_ejected(|| now) && !s.is_health_down(),
+                    "ejected": s.is_ejected(|| now),
                     "health_check_failing": s.is_health_down(),
                     "active_requests": s.active(),
                 })).collect::<Vec<_>>(),

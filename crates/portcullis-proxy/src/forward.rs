@@ -155,13 +155,18 @@ pub fn client_ip(peer: IpAddr, h: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
 
 /// An address as a header value ("203.0.113.7", "2001:db8::7").
 pub fn ip_value(ip: IpAddr) -> HeaderValue {
-    use std::io::Write;
     let mut buf = [0u8; 48];
+    HeaderValue::from_bytes(ip_text(ip, &mut buf)).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// An address as text in `buf`, without allocating.
+pub fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {
+    use std::io::Write;
     let mut cur = std::io::Cursor::new(&mut buf[..]);
     // An IPv6 address is at most 45 bytes; the write cannot fail.
     let _ = write!(cur, "{ip}");
     let n = cur.position() as usize;
-    HeaderValue::from_bytes(&buf[..n]).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    &buf[..n]
 }
 
 /// Sets X-Forwarded-For, X-Real-IP, X-Forwarded-Proto and X-Forwarded-Host.

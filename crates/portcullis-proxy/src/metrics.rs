@@ -363,11 +363,11 @@ impl Metrics {
         self.upstream_up.clear();
         for u in &rt.upstreams {
             for s in &u.servers {
-                let up = !s.is_ejected(now_ms) && !s.is_health_down();
+                let up = !s.is_ejected(|| now_ms) && !s.is_health_down();
                 self.upstream_up
                     .get_or_create(&ServerLabels {
                         upstream: u.name.clone(),
-                        server: s.authority.clone(),
+                        server: s.authority.to_string(),
                     })
                     .set(i64::from(up));
             }

@@ -906,7 +906,7 @@ fn proxy<'a>(
             };
             tried.push(si);
             let server = &upstream.servers[si];
-            log.upstream_addr = Some(server.addr.clone());
+            log.upstream_addr = Some(server.authority.clone());
             let last = tried.len() >= max_attempts || tried.len() >= upstream.servers.len();
             // Built inside the awaited expression: a request kept in a local would
             // stay in this future's state across the await, unused.

@@ -548,8 +548,7 @@ fn for_each_part(v: &Value<'_>, rec: &LogRecord<'_>, mut part: impl FnMut(&[u8])
             Some(t) => part(t.as_bytes()),
             None => {
                 let mut buf = [0u8; 48];
-                let n = ip_text(rec, &mut buf);
-                part(&buf[..n]);
+                part(crate::forward::ip_text(rec.peer.ip(), &mut buf));
             }
         },
         Value::Request => {
@@ -587,14 +586,6 @@ fn for_each_part(v: &Value<'_>, rec: &LogRecord<'_>, mut part: impl FnMut(&[u8])
         Value::Flag(yes, t, f) => part(if *yes { t } else { f }.as_bytes()),
         Value::Absent | Value::Num(_) | Value::Status(_) | Value::Secs(_) | Value::Msec => {}
     }
-}
-
-fn ip_text(rec: &LogRecord<'_>, buf: &mut [u8; 48]) -> usize {
-    use std::io::Write;
-    let mut cur = std::io::Cursor::new(&mut buf[..]);
-    // An IPv6 address is at most 45 bytes; the write cannot fail.
-    let _ = write!(cur, "{}", rec.peer.ip());
-    cur.position() as usize
 }
 
 // === text lines ===

@@ -45,7 +45,7 @@ async fn check_once(up: &Upstream, i: usize, hc: &HealthCheckConfig) -> Result<(
     let server = &up.servers[i];
     let uri = format!("{}{}", server.base, hc.path);
     let req = Request::get(uri)
-        .header(http::header::HOST, server.authority.as_str())
+        .header(http::header::HOST, &*server.authority)
         .header(http::header::USER_AGENT, "portcullis-health-check")
         .body(RequestBody::Empty)
         .map_err(|e| e.to_string())?;

@@ -35,10 +35,8 @@ use crate::ratelimit::now_ms;
 /// One server of an upstream group.
 #[derive(Debug)]
 pub struct Server {
-    /// "host:port".
-    pub authority: String,
-    /// The same, shared with access-log records ($upstream_addr).
-    pub addr: Arc<str>,
+    /// "host:port"; shared with access-log records ($upstream_addr).
+    pub authority: Arc<str>,
     /// The same as a Host header value (made once, cloned per request).
     pub host_value: Option<http::HeaderValue>,
     /// "http://host:port" or "https://host:port".
@@ -54,8 +52,7 @@ pub struct Server {
 impl Server {
     fn new(authority: &str, https: bool) -> Self {
         Server {
-            authority: authority.to_string(),
-            addr: Arc::from(authority),
+            authority: Arc::from(authority),
             host_value: http::HeaderValue::from_str(authority).ok(),
             base: format!("{}://{}", if https { "https" } else { "http" }, authority),
             https,
@@ -67,8 +64,11 @@ impl Server {
         }
     }
 
-    pub fn is_ejected(&self, now: u64) -> bool {
-        self.ejected_until_ms.load(Ordering::Relaxed) > now
+    /// Passively ejected now? `now` (ms) is asked only for a server that
+    /// was ever ejected, so the usual pick reads no clock.
+    pub fn is_ejected(&self, now: impl FnOnce() -> u64) -> bool {
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        until != 0 && until > now()
     }
 
     pub fn is_health_down(&self) -> bool {
@@ -252,12 +252,8 @@ impl Upstream {
         // The clock is read only if some server was ever ejected.
         let now = std::cell::OnceCell::new();
         let usable = |i: usize| !tried.contains(&i) && !self.servers[i].is_health_down();
-        let available = |i: usize| {
-            usable(i) && {
-                let until = self.servers[i].ejected_until_ms.load(Ordering::Relaxed);
-                until == 0 || until <= *now.get_or_init(now_ms)
-            }
-        };
+        let available =
+            |i: usize| usable(i) && !self.servers[i].is_ejected(|| *now.get_or_init(now_ms));
         let pick = match self.balance {
             Balance::RoundRobin => {
                 // One server: nothing to rotate (the shared counter is not touched).
