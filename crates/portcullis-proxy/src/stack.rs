@@ -142,7 +142,19 @@ pub fn handle(
         for (n, v) in extra {
             h.insert(n.clone(), v.clone());
         }
-        h.insert(X_REQUEST_ID.clone(), log.request_id.header_value());
+        let mut id = log.request_id.header_value();
+        if log.version == Version::HTTP_2 {
+            // HPACK: a value that changes with every response (the id) or
+            // every second (Date) would enter the connection's dynamic table
+            // each time, evict the stable headers and lengthen the chain the
+            // encoder compares every later value against. Never-indexed
+            // literals keep the table for the headers that repeat.
+            id.set_sensitive(true);
+            if let Some(d) = h.get_mut(http::header::DATE) {
+                d.set_sensitive(true);
+            }
+        }
+        h.insert(X_REQUEST_ID.clone(), id);
         for (n, v) in log.response_extra.drain(..) {
             h.insert(n, v);
         }
@@ -617,7 +629,9 @@ fn proxy<'a>(
                 }
             }
             let outcome = match &rt.cluster {
-                None => crate::ratelimit::check(&applied, &keys, crate::ratelimit::now_ms()),
+                None => {
+                    crate::ratelimit::check(&applied, &keys, crate::ratelimit::ms_at(log.start))
+                }
                 Some(c) => Box::pin(c.check(&applied, &keys)).await,
             };
             if let Some((i, st)) = outcome.log {
@@ -793,14 +807,11 @@ fn proxy<'a>(
         };
         let headers = &mut parts.headers;
         forward::strip_hop_by_hop(headers, upgrade);
-        forward::strip_client_assertions(headers);
         // Every identity header name any route uses (custom names and consumer
         // headers included): a client's copies never pass, on any route.
-        for name in rt.identity_header_names.iter() {
-            headers.remove(name);
-        }
-        // The consumer, as the gateway established it; a client's copy never passes.
-        headers.remove(&route.cfg.consumer_header);
+        forward::strip_client_assertions(headers, &rt.identity_header_names);
+        // The consumer, as the gateway established it (a client's copy is gone:
+        // every route's consumer header is in `identity_header_names`).
         if let Some(c) = &consumer {
             if let Ok(v) = HeaderValue::from_str(&c.name) {
                 headers.insert(route.cfg.consumer_header.clone(), v);
@@ -910,6 +921,12 @@ fn proxy<'a>(
             let last = tried.len() >= max_attempts || tried.len() >= upstream.servers.len();
             // Built inside the awaited expression: a request kept in a local would
             // stay in this future's state across the await, unused.
+            // The first attempt's clock is the one read for the response time.
+            let attempt_start = if tried.len() == 1 {
+                started
+            } else {
+                Instant::now()
+            };
             let sending = {
                 let mut out = Request::new(body.take().unwrap_or(RequestBody::Empty));
                 *out.method_mut() = parts.method.clone();
@@ -922,7 +939,10 @@ fn proxy<'a>(
                 if let Some(hv) = host_value.clone().or_else(|| server.host_value.clone()) {
                     out.headers_mut().insert(header::HOST, hv);
                 }
-                tokio::time::timeout(timeout, upstream.send(si, &target, out, upgrade))
+                tokio::time::timeout_at(
+                    deadline(attempt_start, timeout),
+                    upstream.send(si, &target, out, upgrade),
+                )
             };
             match sending.await {
                 Ok(Ok(r)) => {
@@ -1165,6 +1185,14 @@ fn error_chain(e: &(dyn StdError + 'static)) -> String {
     s
 }
 
+/// `start + d` as a timer deadline; a duration too long for the clock waits
+/// "forever" (30 years) instead of overflowing.
+fn deadline(start: Instant, d: std::time::Duration) -> tokio::time::Instant {
+    start
+        .checked_add(d)
+        .unwrap_or_else(|| start + std::time::Duration::from_secs(30 * 365 * 86_400))
+        .into()
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,10 +96,17 @@ impl LimitStatus {
     }
 }
 
+static START: OnceLock<Instant> = OnceLock::new();
+
 /// Milliseconds on a process-wide monotonic clock.
 pub fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// `t` on the clock of [`now_ms`] (a request's start, read once already).
+pub fn ms_at(t: Instant) -> u64 {
+    t.saturating_duration_since(*START.get_or_init(Instant::now))
+        .as_millis() as u64
 }
 
 type Shard = Mutex<lru::LruCache<u64, BucketState, foldhash::fast::FixedState>>;
