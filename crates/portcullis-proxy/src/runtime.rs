@@ -86,7 +86,8 @@ pub struct Runtime {
     /// All rate-limit zones.
     pub zones: Vec<Arc<crate::ratelimit::Zone>>,
     /// Custom identity and consumer header names of all routes, removed from every request.
-    pub identity_header_names: Vec<HeaderName>,
+    /// Header names stripped from every request (forward::StripSet).
+    pub strip_names: crate::forward::StripSet,
     /// Cluster mode: the shared rate-limit store (Redis).
     pub cluster: Option<Arc<crate::ratelimit::cluster::Cluster>>,
     pub consumers: crate::auth::Consumers,
@@ -410,7 +411,7 @@ impl Runtime {
             no_route_metrics: metrics.route("none", "none"),
             pki_metrics: metrics.route("pki", "none"),
             metrics,
-            identity_header_names,
+            strip_names: crate::forward::StripSet::new(&identity_header_names),
             jwt,
             signing_keys,
             replay,

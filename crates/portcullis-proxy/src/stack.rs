@@ -809,9 +809,9 @@ fn proxy<'a>(
         forward::strip_hop_by_hop(headers, upgrade);
         // Every identity header name any route uses (custom names and consumer
         // headers included): a client's copies never pass, on any route.
-        forward::strip_client_assertions(headers, &rt.identity_header_names);
+        rt.strip_names.strip(headers);
         // The consumer, as the gateway established it (a client's copy is gone:
-        // every route's consumer header is in `identity_header_names`).
+        // every route's consumer header is in `strip_names`).
         if let Some(c) = &consumer {
             if let Ok(v) = HeaderValue::from_str(&c.name) {
                 headers.insert(route.cfg.consumer_header.clone(), v);

@@ -615,7 +615,7 @@ fn write_text(v: &Value<'_>, rec: &LogRecord<'_>, out: &mut Vec<u8>) {
 /// up become `\xHH`.
 fn push_escaped(out: &mut Vec<u8>, b: &[u8]) {
     let needs = |c: u8| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c);
-    if !b.iter().any(|&c| needs(c)) {
+    if is_plain(b) {
         out.extend_from_slice(b);
         return;
     }
@@ -629,6 +629,34 @@ fn push_escaped(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// True when no byte of `b` needs escaping. Eight bytes at a time (most
+/// values are plain ASCII): a word is flagged when a byte may be below 0x20,
+/// at or above 0x7f, `"` or `\`. The tests can flag a plain word only when
+/// another of its bytes really matches, so a flag is never wrong about the
+/// word as a whole.
+fn is_plain(b: &[u8]) -> bool {
+    const L: u64 = 0x0101_0101_0101_0101;
+    const H: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(L) & !v & H;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let below_space = w.wrapping_sub(L * 0x20) & !w & H;
+        let flagged = below_space
+            | (w & H)
+            | zero(w ^ (L * 0x7f))
+            | zero(w ^ (L * u64::from(b'"')))
+            | zero(w ^ (L * u64::from(b'\\')));
+        if flagged != 0 {
+            return false;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .all(|&c| c != b'"' && c != b'\\' && (0x20..0x7f).contains(&c))
+}
 
 fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut buf = [0u8; 20];
@@ -828,6 +856,35 @@ mod tests {
     use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 
     use super::*;
+
+    #[test]
+    fn is_plain_agrees_with_the_byte_rule() {
+        let bytewise = |b: &[u8]| {
+            b.iter()
+                .all(|&c| c != b'"' && c != b'\\' && (0x20..0x7f).contains(&c))
+        };
+        let base = b"GET /v1/items?id=42 HTTP/1.1 curl/8".to_vec();
+        assert!(is_plain(&base));
+        for len in 0..base.len() {
+            let s = &base[..len];
+            for pos in 0..len {
+                for c in 0..=255u8 {
+                    let mut v = s.to_vec();
+                    v[pos] = c;
+                    assert_eq!(is_plain(&v), bytewise(&v), "byte {c:#x} at {pos} of {len}");
+                }
+            }
+        }
+        // Several special bytes in one word, and a plain byte next to a borrow.
+        for v in [
+            &b"\x00\x01aaaaaa"[..],
+            b"a\"b\\cdefg",
+            b"\x7f\x80\xffabcde",
+            b"\x1f !~~~~~~",
+        ] {
+            assert_eq!(is_plain(v), bytewise(v), "{v:?}");
+        }
+    }
     use crate::accesslog::{LogRecord, TlsLogInfo};
 
     /// 28/Nov/2026:23:04:02 UTC.

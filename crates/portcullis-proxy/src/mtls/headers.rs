@@ -4,7 +4,7 @@
 //! like $ssl_client_escaped_cert, X-SSL-Client-DN in RFC 2253 form, -Verify,
 //! -Serial, -Fingerprint, -Not-After; names configurable), Envoy's
 //! X-Forwarded-Client-Cert, and RFC 9440 Client-Cert / Client-Cert-Chain.
-//! Clients' own copies are removed by `forward::strip_client_assertions`
+//! Clients' own copies are removed by `forward::StripSet`
 //! before these are added.
 
 use base64::Engine;
