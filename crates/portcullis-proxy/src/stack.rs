@@ -629,9 +629,7 @@ fn proxy<'a>(
                 }
             }
             let outcome = match &rt.cluster {
-                None => {
-                    crate::ratelimit::check(&applied, &keys, crate::ratelimit::ms_at(log.start))
-                }
+                None => crate::ratelimit::check(&applied, &keys, crate::ratelimit::now_ms()),
                 Some(c) => Box::pin(c.check(&applied, &keys)).await,
             };
             if let Some((i, st)) = outcome.log {

@@ -96,17 +96,12 @@ impl LimitStatus {
     }
 }
 
-static START: OnceLock<Instant> = OnceLock::new();
-
-/// Milliseconds on a process-wide monotonic clock.
+/// Milliseconds on a process-wide monotonic clock. Read when the limiter
+/// decides, not at the request's start: a request that waited (a JWKS fetch)
+/// must not set a zone's clock back.
 pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-/// `t` on the clock of [`now_ms`] (a request's start, read once already).
-pub fn ms_at(t: Instant) -> u64 {
-    t.saturating_duration_since(*START.get_or_init(Instant::now))
-        .as_millis() as u64
 }
 
 type Shard = Mutex<lru::LruCache<u64, BucketState, foldhash::fast::FixedState>>;
