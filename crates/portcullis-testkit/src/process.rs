@@ -5,14 +5,37 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago (bind to port 0, read it, close).
+/// A port that is free now, for a test's listener (the gateway's, an echo's).
 ///
-/// The kernel may give the same ephemeral port to two binds in a row once the
-/// first is closed; a test asking for two ports (a listener and a redirect)
-/// then got one port twice. Ports handed out in this process are not repeated.
+/// Taken from below the kernel's ephemeral range (`ip_local_port_range`):
+/// a port from inside it, released after probing, could be handed by the
+/// kernel to another test's mock server (a bind to port 0) or to a
+/// connection's source port before the gateway bound it. The gateway then
+/// failed to start, and the readiness check connected to the other test's
+/// server instead (a CI run failed on "couldn't connect" that way). Ports
+/// are probed by binding, start at an offset that differs between
+/// processes, and are never handed out twice in one process.
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let (lo, hi) = test_port_range();
+    let span = u32::from(hi - lo);
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for i in 0..span {
+        let port = lo + ((seed.wrapping_add(i)) % span) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    // Every port of the range taken: fall back to one the kernel picks.
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
             .expect("bind port 0")
@@ -23,6 +46,18 @@ pub fn free_port() -> u16 {
             given.push(port);
             return port;
         }
+    }
+}
+
+/// Up to 10,000 ports just below the ephemeral range (20000..30000 when the
+/// range cannot be read or starts too low).
+fn test_port_range() -> (u16, u16) {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok());
+    match low {
+        Some(l) if l >= 12_000 => (l - 10_000, l),
+        _ => (20_000, 30_000),
     }
 }
 
