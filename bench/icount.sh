@@ -2,7 +2,7 @@
 # bench/icount.sh BIN [h1|h2] -- user-space instructions per proxied request, counted by callgrind.
 # Runs the gateway (bench/gateway.sh's config) under valgrind twice, N1 and N2 keep-alive requests
 # (oha, 8 connections), and prints (Ir(N2) - Ir(N1)) / (N2 - N1): start-up, handshakes and shutdown
-# cancel out. Deterministic to about 0.3 % from run to run, so a change worth 1 % shows, where
+# cancel out. Repeats to within about 1 % (four runs of one build: 56,501-56,972), so a 2 % change shows, where
 # timing runs on this shared box drift 5-10 % (BENCHMARKS.md). Kernel time is not counted:
 # compare syscalls and CPU with bench/ab.sh as well.
 # Needs a previous bench/run.sh (its $BENCH_WORKDIR: certificates, nginx backend config), oha, valgrind.
