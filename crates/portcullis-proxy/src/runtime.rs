@@ -85,8 +85,8 @@ pub struct Runtime {
     pub log_format: Arc<LogFormat>,
     /// All rate-limit zones.
     pub zones: Vec<Arc<crate::ratelimit::Zone>>,
-    /// Custom identity and consumer header names of all routes, removed from every request.
-    /// Header names stripped from every request (forward::StripSet).
+    /// Header names removed from every request: the built-in identity and
+    /// method-override names and every route's own (`forward::StripSet`).
     pub strip_names: crate::forward::StripSet,
     /// Cluster mode: the shared rate-limit store (Redis).
     pub cluster: Option<Arc<crate::ratelimit::cluster::Cluster>>,

@@ -917,14 +917,14 @@ fn proxy<'a>(
             let server = &upstream.servers[si];
             log.upstream_addr = Some(server.authority.clone());
             let last = tried.len() >= max_attempts || tried.len() >= upstream.servers.len();
-            // Built inside the awaited expression: a request kept in a local would
-            // stay in this future's state across the await, unused.
             // The first attempt's clock is the one read for the response time.
             let attempt_start = if tried.len() == 1 {
                 started
             } else {
                 Instant::now()
             };
+            // Built inside the awaited expression: a request kept in a local would
+            // stay in this future's state across the await, unused.
             let sending = {
                 let mut out = Request::new(body.take().unwrap_or(RequestBody::Empty));
                 *out.method_mut() = parts.method.clone();
@@ -1191,6 +1191,7 @@ fn deadline(start: Instant, d: std::time::Duration) -> tokio::time::Instant {
         .unwrap_or_else(|| start + std::time::Duration::from_secs(30 * 365 * 86_400))
         .into()
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

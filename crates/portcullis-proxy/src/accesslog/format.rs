@@ -857,6 +857,8 @@ mod tests {
 
     use super::*;
 
+    use crate::accesslog::{LogRecord, TlsLogInfo};
+
     #[test]
     fn is_plain_agrees_with_the_byte_rule() {
         let bytewise = |b: &[u8]| {
@@ -885,7 +887,6 @@ mod tests {
             assert_eq!(is_plain(v), bytewise(v), "{v:?}");
         }
     }
-    use crate::accesslog::{LogRecord, TlsLogInfo};
 
     /// 28/Nov/2026:23:04:02 UTC.
     const T: u64 = 1_795_907_042;

@@ -132,9 +132,6 @@ pub fn inspect_chain(chain: &[CertificateDer<'static>]) -> Result<ChainInfo, Str
     })
 }
 
-/// Builds the rustls server config of a listener.
-///
-/// `ticketer` is shared across reloads so resumption survives them.
 /// A listener's TLS settings, in two orders of cipher suites; see
 /// [`ListenerTls::for_hello`].
 #[derive(Clone)]
@@ -164,11 +161,6 @@ impl ListenerTls {
             _ => self.client_order.clone(),
         }
     }
-
-    /// The client-order settings (what a plain acceptor would use).
-    pub fn config(&self) -> &Arc<ServerConfig> {
-        &self.client_order
-    }
 }
 
 fn is_aes_gcm(cs: rustls::CipherSuite) -> bool {
@@ -184,6 +176,9 @@ fn is_aes_gcm(cs: rustls::CipherSuite) -> bool {
     )
 }
 
+/// Builds the rustls server configs of a listener.
+///
+/// `ticketer` is shared across reloads so resumption survives them.
 pub fn server_config(
     l: &ListenerConfig,
     ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
